@@ -1,0 +1,5 @@
+"""Generation backends: where the student's continuations come from."""
+
+from .base import Completion, GenerationBackend, GenerationRequest, derive_seed, sample_seed
+
+__all__ = ["Completion", "GenerationBackend", "GenerationRequest", "derive_seed", "sample_seed"]

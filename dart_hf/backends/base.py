@@ -1,0 +1,66 @@
+"""The generation-backend protocol: what simulation and exploration need from a student."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """`n` sampled continuations of one prompt.
+
+    `seed` fully determines the samples: the backend derives the seed of sample `j` with
+    [`sample_seed`][dart_hf.backends.base.sample_seed], so the result never depends on which other
+    requests share a batch.
+    """
+
+    prompt: str
+    n: int
+    seed: int
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+
+
+@dataclass
+class Completion:
+    """One continuation, with what selection and cost accounting need."""
+
+    text: str
+    num_tokens: int
+    logprob: Optional[float] = None  # mean token log-prob under the student; None if the backend has none
+    finish_reason: str = "stop"  # "answer" (stopped after the final \boxed{}), "stop" (EOS) or "length"
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Anything that samples continuations: in-process transformers, an HTTP server, a script in tests.
+
+    Attributes:
+        fingerprint: cheap, stable identity of the student (id + revision, file + size + mtime, ...);
+            it goes into the `datasets` cache fingerprint of the adapter.
+        tokenizer: the student's tokenizer, used for its chat template and prompt-length checks.
+            May be None when `DartConfig.prompt_template` is set.
+        context_length: maximum prompt + generation tokens, or None if unknown.
+    """
+
+    fingerprint: str
+    tokenizer: Any
+    context_length: Optional[int]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        """Return, for each request, exactly `request.n` completions in sample order."""
+        ...
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from arbitrary parts, stable across processes and Python versions."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def sample_seed(request_seed: int, index: int) -> int:
+    """Seed of sample `index` of a request: every backend must use this, so samples are reproducible."""
+    return derive_seed(request_seed, index)
