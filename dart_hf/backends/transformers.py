@@ -1,0 +1,457 @@
+"""In-process generation with 🤗 transformers: the default student backend.
+
+The decoding loop is our own rather than `model.generate`, because every sample is seeded on its
+own ([`sample_seed`][dart_hf.backends.base.sample_seed]): a row draws its random numbers from a
+private generator, so its tokens do not depend on which other requests share the batch, on the
+batch size, or on the process that runs it. The loop also
+
+- prefills each distinct prompt of a chunk once and copies its KV cache to the `n` sample rows,
+- records each chosen token's log-prob under the *raw* model distribution (before temperature and
+  top-p) for the "most native continuation" selection policy,
+- stops a row at EOS, right after the first closed `\\boxed{...}` (`stop_at_answer`), or at the
+  token budget, and drops finished rows from the batch so stragglers do not pay for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+
+from ..answers import AnswerStopper, _boxed_spans
+from .base import Completion, GenerationRequest, sample_seed
+
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
+_FINGERPRINT_SUFFIXES = (
+    ".json", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".model", ".jinja", ".txt", ".tiktoken", ".py",
+)
+
+
+def _resolve_dtype(dtype: Any) -> Optional[torch.dtype]:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        value = getattr(torch, dtype.replace("torch.", ""), None)
+        if isinstance(value, torch.dtype):
+            return value
+    raise ValueError(f"unknown dtype {dtype!r}")
+
+
+def _file_stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return path.name, st.st_size, st.st_mtime_ns
+
+
+def _context_from_config(config: Any) -> Optional[int]:
+    if config is None:
+        return None
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    for key in _CONTEXT_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _model_fingerprint(model: Any) -> str:
+    """name_or_path + config + a strided sample (16 values) of every parameter: fast, content-sensitive."""
+    h = hashlib.sha256()
+    h.update(str(getattr(model, "name_or_path", "")).encode())
+    config = getattr(model, "config", None)
+    if config is not None:
+        try:
+            h.update(config.to_json_string(use_diff=False).encode())
+        except Exception:  # pragma: no cover - exotic configs
+            h.update(repr(config).encode())
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            h.update(f"{name}:{tuple(param.shape)}:{param.dtype}".encode())
+            if param.device.type == "meta" or param.numel() == 0:
+                continue
+            flat = param.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 16)][:16]
+            try:
+                sample = sample.to(torch.float32)
+            except Exception:  # pragma: no cover - dtypes that do not convert
+                continue
+            by_device.setdefault(sample.device, []).append(sample)
+        for device in sorted(by_device, key=str):
+            h.update(torch.cat(by_device[device]).cpu().numpy().tobytes())
+    return "model:" + h.hexdigest()[:24]
+
+
+class TransformersBackend:
+    """Sample student continuations in-process with a transformers causal LM.
+
+    Implements [`GenerationBackend`][dart_hf.backends.base.GenerationBackend].
+
+    Args:
+        model: a Hub id, a local checkpoint folder, a path to a `.gguf` file, or a loaded
+            `PreTrainedModel`. Ids and paths are loaded lazily, on first use.
+        tokenizer: the tokenizer; by default loaded from the same place as the model (for a loaded
+            model: from `model.name_or_path`).
+        revision: Hub revision of `model` (and of the tokenizer when loaded from the same id).
+        device: where to run; by default the process's device (`accelerate.PartialState().device`).
+            A loaded model stays where it is unless `device` is given.
+        dtype: default float32 on CPU and bfloat16 on CUDA; a loaded model keeps its dtype unless given.
+        batch_size: rows (prompt x sample) decoded together.
+        stop_at_answer: stop a row right after its first closed `\\boxed{...}`; the returned text
+            then ends at that closing brace (`finish_reason="answer"`).
+
+    Attributes:
+        fingerprint: cheap, stable identity (see `GenerationBackend`), computed without loading.
+        tokens_generated: running total of generated tokens (for throughput and cost accounting).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        revision: Optional[str] = None,
+        device: Any = None,
+        dtype: Any = None,
+        batch_size: int = 64,
+        stop_at_answer: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.revision = revision
+        self.batch_size = int(batch_size)
+        self.stop_at_answer = bool(stop_at_answer)
+        self.tokens_generated = 0
+        self._device = torch.device(device) if device is not None else None
+        self._dtype = _resolve_dtype(dtype)
+        self._model: Any = None
+        self._tokenizer: Any = tokenizer
+        self._config: Any = None
+        self._pieces: Optional[list[str]] = None
+        self._eos_ids: Optional[set[int]] = None
+        self._forward_args: Optional[tuple[str, bool]] = None
+        self._gguf_file: Optional[str] = None
+
+        if isinstance(model, torch.nn.Module):
+            self._source, self._kind = None, "loaded"
+            self._model = model
+            if self._device is not None or self._dtype is not None:
+                model.to(device=self._device, dtype=self._dtype)
+            model.eval()
+            if self._tokenizer is None:
+                self._tokenizer = self._tokenizer_for_loaded(model)
+            base = _model_fingerprint(model)
+        else:
+            path = Path(os.fspath(model)).expanduser()
+            if path.is_file() and path.suffix == ".gguf":
+                self._kind, self._source = "gguf", str(path.resolve())
+                self._gguf_file = path.name
+                base = "gguf:{}:{}:{}".format(self._source, *_file_stamp(path)[1:])
+            elif path.is_dir():
+                self._kind, self._source = "dir", str(path.resolve())
+                stamps = sorted(
+                    _file_stamp(p) for p in path.iterdir() if p.is_file() and p.suffix in _FINGERPRINT_SUFFIXES
+                )
+                digest = hashlib.sha256(json.dumps(stamps).encode()).hexdigest()[:16]
+                base = f"dir:{self._source}:{digest}"
+            elif str(model).endswith(".gguf"):
+                raise FileNotFoundError(f"GGUF file not found: {model}")
+            else:
+                self._kind, self._source = "hub", str(model)
+                base = f"hf:{self._source}@{revision or 'main'}"
+        extras = []
+        if tokenizer is not None:
+            extras.append(f"tokenizer={getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}")
+        if self._dtype is not None:
+            extras.append(f"dtype={str(self._dtype).replace('torch.', '')}")
+        if not self.stop_at_answer:
+            extras.append("stop_at_answer=False")
+        self.fingerprint: str = "|".join([base, *extras])
+
+    # ------------------------------------------------------------------ loading
+
+    def _tokenizer_for_loaded(self, model: Any) -> Any:
+        from transformers import AutoTokenizer
+
+        name = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", "")
+        if not name:
+            raise ValueError(
+                "TransformersBackend got a loaded model without a tokenizer, and the model has no "
+                "`name_or_path` to load one from: pass `tokenizer=`."
+            )
+        try:
+            return AutoTokenizer.from_pretrained(name, revision=self.revision)
+        except Exception as err:
+            raise ValueError(
+                f"TransformersBackend got a loaded model without a tokenizer and could not load one from "
+                f"its name_or_path {name!r} ({type(err).__name__}: {err}); pass `tokenizer=`."
+            ) from err
+
+    def _load_args(self) -> tuple[str, dict]:
+        if self._kind == "gguf":
+            return str(Path(self._source).parent), {"gguf_file": self._gguf_file}
+        return self._source, {"revision": self.revision} if self.revision else {}
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (loads it on first access)."""
+        if self._model is None:
+            from transformers import AutoModelForCausalLM
+
+            device = self._device
+            if device is None:
+                try:
+                    from accelerate import PartialState
+
+                    device = PartialState().device
+                except Exception:  # pragma: no cover - accelerate is a dependency
+                    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+                self._device = device
+            dtype = self._dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+            where, kwargs = self._load_args()
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+            model.to(device)
+            model.eval()
+            self._model = model
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer (loaded lazily, without the weights)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            where, kwargs = self._load_args()
+            self._tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+        return self._tokenizer
+
+    @property
+    def context_length(self) -> Optional[int]:
+        """The model's maximum sequence length (config `max_position_embeddings`), read from the config only."""
+        if self._model is not None:
+            return _context_from_config(self._model.config)
+        if self._config is None:
+            from transformers import AutoConfig
+
+            where, kwargs = self._load_args()
+            self._config = AutoConfig.from_pretrained(where, **kwargs)
+        return _context_from_config(self._config)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def __repr__(self) -> str:
+        return f"TransformersBackend({self.fingerprint!r}, loaded={self.is_loaded})"
+
+    # ------------------------------------------------------------------ decoding helpers
+
+    def _token_pieces(self, vocab_size: int) -> list[str]:
+        """Decoded text of every single token (special tokens -> ""), computed once."""
+        if self._pieces is None or len(self._pieces) < vocab_size:
+            tok = self.tokenizer
+            n = len(tok)
+            pieces = tok.batch_decode([[i] for i in range(n)], skip_special_tokens=True)
+            self._pieces = list(pieces) + [""] * max(0, vocab_size - n)
+        return self._pieces
+
+    def _eos_token_ids(self) -> set[int]:
+        if self._eos_ids is None:
+            ids: set[int] = set()
+            candidates = [getattr(self.tokenizer, "eos_token_id", None)]
+            gen_config = getattr(self.model, "generation_config", None)
+            candidates.append(getattr(gen_config, "eos_token_id", None))
+            for c in candidates:
+                if isinstance(c, int):
+                    ids.add(c)
+                elif isinstance(c, (list, tuple, set)):
+                    ids.update(int(x) for x in c if x is not None)
+            self._eos_ids = ids
+        return self._eos_ids
+
+    def _forward(self, model: Any, cache: Any, last_only: bool, **inputs: Any) -> tuple[torch.Tensor, Any]:
+        if self._forward_args is None:
+            params = inspect.signature(model.forward).parameters
+            cache_kw = "cache" if "cache" in params else "past_key_values"
+            self._forward_args = (cache_kw, "logits_to_keep" in params)
+        cache_kw, has_keep = self._forward_args
+        if cache is not None:
+            inputs[cache_kw] = cache
+        if last_only and has_keep:
+            inputs["logits_to_keep"] = 1
+        out = model(**inputs, use_cache=True)
+        new_cache = getattr(out, "cache", None)
+        if new_cache is None:
+            new_cache = out.past_key_values
+        return out.logits[:, -1, :].float(), new_cache
+
+    @staticmethod
+    def _select(logits: torch.Tensor, rows: list[dict]) -> torch.Tensor:
+        """Next token of every row: greedy (temperature 0) or seeded inverse-CDF sampling per row."""
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        chosen = torch.empty(len(rows), dtype=torch.long, device=logits.device)
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault((row["temperature"], row["top_p"]), []).append(i)
+        for (temperature, top_p), members in groups.items():
+            idx = torch.tensor(members, device=logits.device)
+            scores = logits.index_select(0, idx)
+            if temperature == 0:
+                chosen[idx] = scores.argmax(dim=-1)
+                continue
+            scores = TemperatureLogitsWarper(temperature)(None, scores)
+            if top_p < 1.0:
+                scores = TopPLogitsWarper(top_p)(None, scores)
+            cdf = torch.softmax(scores, dim=-1).to(torch.float64).cumsum(dim=-1)
+            # one uniform per row from that row's own generator: independent of the batch
+            u = torch.cat([torch.rand(1, generator=rows[i]["generator"], dtype=torch.float64) for i in members])
+            target = (u.to(cdf.device) * cdf[:, -1]).unsqueeze(-1)
+            token = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+            chosen[idx] = token.clamp_(max=cdf.shape[-1] - 1)
+        return chosen
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        """Return, for each request, exactly `request.n` completions in sample order."""
+        requests = list(requests)
+        results: list[list[Optional[Completion]]] = [[None] * r.n for r in requests]
+        for r in requests:
+            if r.n < 0 or r.max_new_tokens < 0:
+                raise ValueError(f"n and max_new_tokens must be >= 0, got n={r.n}, max_new_tokens={r.max_new_tokens}")
+            if r.temperature < 0 or not 0 < r.top_p <= 1:
+                raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {r.temperature}, {r.top_p}")
+        if not any(r.n for r in requests):
+            return [[] for _ in requests]
+
+        model = self.model
+        tokenizer = self.tokenizer
+        context = self.context_length
+        prompt_ids: dict[str, list[int]] = {}
+        for r in requests:
+            if r.n and r.prompt not in prompt_ids:
+                ids = tokenizer(r.prompt, add_special_tokens=False)["input_ids"]
+                if context is not None and len(ids) >= context:
+                    raise ValueError(
+                        f"prompt of {len(ids)} tokens does not fit the model's context of {context} tokens "
+                        f"(it leaves no room for generation): {r.prompt[:80]!r}..."
+                    )
+                prompt_ids[r.prompt] = ids
+
+        rows = []
+        for ri, r in enumerate(requests):
+            ids = prompt_ids.get(r.prompt)
+            budget = r.max_new_tokens if context is None else min(r.max_new_tokens, context - len(ids or []))
+            for j in range(r.n):
+                rows.append(
+                    dict(
+                        request=ri,
+                        sample=j,
+                        prompt=r.prompt,
+                        ids=ids,
+                        budget=budget,
+                        temperature=float(r.temperature),
+                        top_p=float(r.top_p),
+                        seed=sample_seed(r.seed, j),
+                    )
+                )
+        with torch.inference_mode():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                for row, completion in zip(chunk, self._generate_chunk(model, chunk)):
+                    results[row["request"]][row["sample"]] = completion
+        return results  # type: ignore[return-value]
+
+    def _generate_chunk(self, model: Any, rows: list[dict]) -> list[Completion]:
+        tokenizer = self.tokenizer
+        device = next(model.parameters()).device
+        eos_ids = self._eos_token_ids()
+        done: list[Optional[Completion]] = [None] * len(rows)
+        for i, row in enumerate(rows):
+            if row["budget"] <= 0:
+                done[i] = Completion(text="", num_tokens=0, logprob=None, finish_reason="length")
+            row["generator"] = torch.Generator().manual_seed(row["seed"])
+            row["stopper"] = AnswerStopper() if self.stop_at_answer else None
+            row["tokens"] = []
+            row["logprob_sum"] = 0.0
+        live = [i for i in range(len(rows)) if done[i] is None]
+        if not live:
+            return done  # type: ignore[return-value]
+
+        # Prefill every distinct prompt once (left padding), then copy its cache to its sample rows.
+        unique: dict[str, int] = {}
+        for i in live:
+            unique.setdefault(rows[i]["prompt"], len(unique))
+        prompts = [None] * len(unique)
+        for i in live:
+            prompts[unique[rows[i]["prompt"]]] = rows[i]["ids"]
+        width = max(len(p) for p in prompts)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for u, ids in enumerate(prompts):
+            input_ids[u, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[u, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        position_ids = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
+        logits, cache = self._forward(
+            model, None, True, input_ids=input_ids, attention_mask=mask, position_ids=position_ids
+        )
+        expand = torch.tensor([unique[rows[i]["prompt"]] for i in live], device=device)
+        if len(prompts) != len(live) or not torch.equal(expand, torch.arange(len(live), device=device)):
+            cache.batch_select_indices(expand)
+            logits, mask = logits.index_select(0, expand), mask.index_select(0, expand)
+
+        pieces = self._token_pieces(logits.shape[-1]) if self.stop_at_answer else None
+        generated = 0
+        while True:
+            active = [rows[i] for i in live]
+            tokens = self._select(logits, active)
+            token_lp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+            token_list, lp_list = tokens.tolist(), token_lp.tolist()
+            keep = []
+            for k, i in enumerate(live):
+                row, tok_id = rows[i], token_list[k]
+                row["tokens"].append(tok_id)
+                row["logprob_sum"] += lp_list[k]
+                generated += 1
+                reason = None
+                if tok_id in eos_ids:
+                    reason = "stop"
+                elif row["stopper"] is not None and row["stopper"].feed(pieces[tok_id]):
+                    reason = "answer"
+                elif len(row["tokens"]) >= row["budget"]:
+                    reason = "length"
+                if reason is None:
+                    keep.append(k)
+                else:
+                    done[i] = self._completion(row, reason)
+            if not keep:
+                break
+            if len(keep) < len(live):
+                keep_idx = torch.tensor(keep, device=device)
+                cache.batch_select_indices(keep_idx)
+                mask, tokens = mask.index_select(0, keep_idx), tokens.index_select(0, keep_idx)
+                live = [live[k] for k in keep]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            position_ids = mask.sum(-1, keepdim=True) - 1
+            logits, cache = self._forward(
+                model, cache, False, input_ids=tokens.unsqueeze(-1), attention_mask=mask, position_ids=position_ids
+            )
+        self.tokens_generated += generated
+        return done  # type: ignore[return-value]
+
+    def _completion(self, row: dict, reason: str) -> Completion:
+        ids = row["tokens"]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if reason == "answer":
+            spans = _boxed_spans(text)
+            if spans:  # the closing token may carry more ("}." / "}$"): end the text at the brace
+                text = text[: spans[0][1] + 1]
+        return Completion(text=text, num_tokens=len(ids), logprob=row["logprob_sum"] / len(ids), finish_reason=reason)

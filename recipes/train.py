@@ -1,0 +1,161 @@
+"""Train a student on DART-adapted data with `DartTrainer` (open-r1 style recipe).
+
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml recipes/train.py \
+        --config recipes/configs/qwen2.5-math-1.5b_limo.yaml
+    python recipes/train.py --config recipes/configs/smoke.yaml --max_steps 2
+
+Any `DartSFTConfig` / `ModelConfig` field can be set in the YAML file or overridden on the command line.
+`dataset_name` is a Hub id, a folder written by `Dataset.save_to_disk`, or a .parquet/.json/.jsonl/.csv file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+try:
+    import dart_hf  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import datasets
+import transformers
+from transformers import AutoTokenizer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+
+from dart_hf.sft_config import DartSFTConfig
+from dart_hf.trainer import DartTrainer
+
+logger = logging.getLogger(__name__)
+
+_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+
+
+@dataclass
+class DartTrainScriptArguments(ScriptArguments):
+    """TRL's `ScriptArguments` (`dataset_name`, `dataset_config`, `dataset_train_split`, `dataset_test_split`, ...),
+    where `dataset_name` may also be a local folder or file."""
+
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Train on the first N rows only (after loading, before filtering)."}
+    )
+
+
+def load_split(
+    name: str, split: str, config: Optional[str] = None, streaming: bool = False
+) -> datasets.Dataset | datasets.IterableDataset:
+    """One split of a Hub dataset, a `save_to_disk` folder or a data file (a single file is its own 'train' split)."""
+    if os.path.isfile(name):
+        ext = os.path.splitext(name)[1].lower()
+        if ext not in _FILE_BUILDERS:
+            raise ValueError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
+        return datasets.load_dataset(_FILE_BUILDERS[ext], data_files={split: name}, split=split, streaming=streaming)
+    if os.path.isdir(name) and (
+        os.path.isfile(os.path.join(name, "dataset_info.json")) or os.path.isfile(os.path.join(name, "dataset_dict.json"))
+    ):
+        loaded = datasets.load_from_disk(name)
+        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+    return datasets.load_dataset(name, name=config, split=split, streaming=streaming)
+
+
+def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, model_args: ModelConfig) -> DartTrainer:
+    set_seed(training_args.seed)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        level=training_args.get_process_log_level(),
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    logger.info("Script %s\nModel %s\nTraining %s", script_args, model_args, training_args)
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+        logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
+
+    if script_args.dataset_name is None:
+        raise ValueError("`dataset_name` is required (a Hub id, a save_to_disk folder or a data file).")
+    train_dataset = load_split(
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        script_args.dataset_config,
+        script_args.dataset_streaming,
+    )
+    if script_args.max_train_samples is not None:
+        if isinstance(train_dataset, datasets.IterableDataset):
+            train_dataset = train_dataset.take(script_args.max_train_samples)
+        else:
+            train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_split(
+            script_args.dataset_name,
+            script_args.dataset_test_split,
+            script_args.dataset_config,
+            script_args.dataset_streaming,
+        )
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model_init_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    model_init_kwargs.update(training_args.model_init_kwargs or {})
+    training_args.model_init_kwargs = model_init_kwargs
+
+    trainer = DartTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
+
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = train_result.metrics
+    if not isinstance(train_dataset, datasets.IterableDataset):
+        metrics["train_samples"] = len(trainer.train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    trainer.save_model(training_args.output_dir)
+    logger.info("Model saved to %s", training_args.output_dir)
+    # model card: dart_hf.cards (rendered and written next to the weights by the lead's card module)
+
+    if eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        logger.info("Model pushed to the Hub: %s", trainer.hub_model_id)
+
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
+        trainer.end()
+    return trainer
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((DartTrainScriptArguments, DartSFTConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    script_args, training_args, model_args = make_parser().parse_args_and_config()
+    main(script_args, training_args, model_args)

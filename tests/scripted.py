@@ -1,0 +1,63 @@
+"""A scripted generation backend: pins which continuations are correct, to test the DART logic exactly.
+
+Prompts are rendered with the template "{problem}||{prefix}" and expert steps are "STEP k ...", so the
+backend can tell which prefix it continues. Outcomes per prefix t and sample j: True (writes the gold),
+False (writes a wrong answer), None (writes no answer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from dart_hf.backends.base import Completion
+
+TEMPLATE = "{problem}||{prefix}"
+
+
+def expert(n_steps: int, final: str = "") -> str:
+    return "\n\n".join(f"STEP {k} of the expert." for k in range(1, n_steps + 1)) + final
+
+
+@dataclass
+class ScriptedBackend:
+    sim: dict  # t -> list of outcomes for the simulation requests (n == n_sim)
+    explore: dict = field(default_factory=dict)  # t -> outcomes for exploration requests (other n)
+    n_sim: int = 4
+    gold: str = "42"
+    logprobs: Optional[dict] = None  # t -> list of mean log-probs (None entries allowed)
+    fingerprint: str = "scripted-v1"
+    tokenizer: object = None
+    context_length: Optional[int] = None
+    calls: list = field(default_factory=list)
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            prefix = r.prompt.split("||", 1)[1]
+            t = prefix.count("STEP ")
+            phase = "sim" if r.n == self.n_sim else "explore"
+            self.calls.append((phase, t, r.n))
+            outcomes = (self.sim if phase == "sim" else self.explore).get(t, [None] * r.n)
+            assert len(outcomes) == r.n, f"script for {phase} t={t} has {len(outcomes)} outcomes, asked {r.n}"
+            completions = []
+            for j, outcome in enumerate(outcomes):
+                if outcome is True:
+                    text = f"student {phase} {t}.{j} " + "x " * j + f"so \\boxed{{{self.gold}}}"
+                elif outcome is False:
+                    text = f"student {phase} {t}.{j} so \\boxed{{-1}}"
+                else:
+                    text = f"student {phase} {t}.{j} is lost"
+                lp = self.logprobs[t][j] if self.logprobs and t in self.logprobs else -0.1 * (j + 1)
+                completions.append(Completion(text=text, num_tokens=len(text.split()), logprob=lp))
+            out.append(completions)
+        return out
+
+
+class CharTokenizer:
+    """Counts characters as tokens: enough for prompt-length checks."""
+
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(range(len(text)))}

@@ -1,0 +1,215 @@
+"""Stats, stepwise export, HTML report and output folder, on a hand-made adapted dataset.
+
+Every number asserted here is computed by hand in the comments, so a change to the binning or the
+counting shows up as a test failure, not as a silently different report.
+"""
+
+import html
+import json
+import math
+import os
+import re
+
+import datasets
+import pytest
+
+from dart_hf.report import OUTPUT_NAMES, compute_stats, to_stepwise, write_outputs, write_report
+
+NAN = float("nan")
+INSTRUCTION = "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+def make_row(problem, steps, scores, gap, action, *, student=None, tokens=0, seconds=0.0, error="", answer="3"):
+    solution = "".join(steps)
+    start = -1
+    if action == "explore":
+        prefix = "".join(steps[: gap - 1])
+        solution, start = prefix + student, len(prefix)
+    return {
+        "problem": problem,
+        "solution": "".join(steps),
+        "answer": answer,
+        "dart_steps": steps,
+        "dart_step_success": scores,
+        "dart_gap_step": gap,
+        "dart_action": action,
+        "dart_solution": solution,
+        "dart_student_start": start,
+        "dart_answer": answer,
+        "dart_tokens_generated": tokens,
+        "dart_seconds": seconds,
+        "dart_selection": "logprob" if action == "explore" else "",
+        "dart_error": error,
+        "prompt": [{"role": "user", "content": problem + INSTRUCTION}],
+        "completion": [{"role": "assistant", "content": solution}],
+    }
+
+
+STUDENT_TEXT = "So x < 4 & x > 2, i.e.\n\n<b>x = 3</b>; the answer is $\\boxed{3}$."
+
+ROWS = [
+    # 0 explore: T=3, gap at step 2, the student continues after step 1
+    make_row("Find x.", ["s1\n\n", "s2\n\n", "s3"], [0.25, 0.75, 0.0, 1.0], 2, "explore",
+             student=STUDENT_TEXT, tokens=100, seconds=2.0),
+    # 1 imitate: T=4, no gap
+    make_row("Add 1+2.", ["a\n\n", "b\n\n", "c\n\n", "d"], [0.5, 0.5, 0.75, 1.0, 1.0], -1, "imitate",
+             tokens=50, seconds=1.0),
+    # 2 fallback: T=2, gap at the last step
+    make_row("Hard one.", ["x\n\n", "y"], [0.0, 0.75, 0.0], 2, "fallback", tokens=70, seconds=3.0),
+    # 3 error: all NaN
+    make_row("Broken.", ["whole"], [NAN, NAN], -1, "error", tokens=0, seconds=0.5, error="gold answer is empty"),
+    # 4 imitate with a prefix that was not simulated (NaN in the middle)
+    make_row("Half simulated.", ["p\n\n", "q"], [0.5, NAN, 1.0], -1, "imitate", tokens=30, seconds=1.5),
+]
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return datasets.Dataset.from_list(ROWS)
+
+
+# ------------------------------------------------------------------------------------------ stats
+def test_stats_counts_and_cost(ds):
+    stats = compute_stats(ds, config={"n_sim": 4, "gap_rule": len}, wall_seconds=10.0, student="tiny", source="unit")
+    assert stats["n_examples"] == 5
+    assert stats["actions"] == {"imitate": 2, "explore": 1, "fallback": 1, "error": 1}
+    assert stats["usable"] == 4
+    assert stats["tokens_generated"] == 250
+    assert stats["wall_seconds"] == 10.0
+    assert stats["tokens_per_second"] == pytest.approx(25.0)
+    assert stats["cost"]["tokens_per_example"] == pytest.approx(50.0)
+    assert stats["cost"]["seconds_per_example"] == pytest.approx(8.0 / 5)
+    assert stats["mean_steps"] == pytest.approx((3 + 4 + 2 + 2) / 4)  # error row excluded
+    assert stats["mean_f0"] == pytest.approx((0.25 + 0.5 + 0.0 + 0.5) / 4)
+    assert stats["mean_fT"] == pytest.approx((1.0 + 1.0 + 0.0 + 1.0) / 4)
+    assert stats["error_reasons"] == {"gold answer is empty": 1}
+    assert stats["selection"] == {"logprob": 1}
+    assert (stats["student"], stats["source"]) == ("tiny", "unit")
+    assert stats["config"]["n_sim"] == 4 and isinstance(stats["config"]["gap_rule"], str)  # callable -> str
+    json.dumps(stats, allow_nan=False)  # JSON-safe: no NaN anywhere
+
+
+def test_stats_wall_time_defaults_to_sum_of_row_seconds(ds):
+    stats = compute_stats(ds)
+    assert stats["wall_seconds"] == pytest.approx(8.0)
+    assert stats["tokens_per_second"] == pytest.approx(250 / 8.0)
+    assert stats["config"] is None and stats["student"] is None
+
+
+def test_stats_position_bins_and_gap_histogram(ds):
+    stats = compute_stats(ds)
+    # t/T rounded to the nearest quarter (halves up):
+    #   row 0 (T=3): t=0->0, 1->0.25 (1/3), 2->0.75 (2/3), 3->1;  row 1 (T=4): exact quarters;
+    #   row 2 (T=2): 0, 0.5, 1;  row 4 (T=2): 0, (0.5 NaN skipped), 1;  row 3 (error) skipped.
+    expected = {
+        "0": (0.25 + 0.5 + 0.0 + 0.5) / 4,
+        "0.25": (0.75 + 0.5) / 2,
+        "0.5": (0.75 + 0.75) / 2,
+        "0.75": (0.0 + 1.0) / 2,
+        "1": (1.0 + 1.0 + 0.0 + 1.0) / 4,
+    }
+    assert stats["mean_success_by_position"].keys() == expected.keys()
+    for key, value in expected.items():
+        assert stats["mean_success_by_position"][key] == pytest.approx(value), key
+    assert stats["success_by_position_counts"] == {"0": 4, "0.25": 2, "0.5": 2, "0.75": 2, "1": 4}
+    # gaps: row 0 at 2/3 -> (0.5, 0.75]; row 2 at 2/2 -> (0.75, 1]; rows 1 and 4 none; error not counted
+    assert stats["gap_histogram"]["relative"] == {
+        "(0, 0.25]": 0, "(0.25, 0.5]": 0, "(0.5, 0.75]": 1, "(0.75, 1]": 1, "none": 2,
+    }
+    assert stats["gap_histogram"]["absolute"] == {"2": 2, "none": 2}
+
+
+def test_stats_all_actions_present_and_nan_is_null():
+    only_errors = datasets.Dataset.from_list([ROWS[3], ROWS[3]])
+    stats = compute_stats(only_errors, wall_seconds=0.0)
+    assert stats["actions"] == {"imitate": 0, "explore": 0, "fallback": 0, "error": 2}
+    assert stats["usable"] == 0
+    assert stats["tokens_per_second"] is None  # no division by zero
+    assert stats["mean_success_by_position"] == {"0": None, "0.25": None, "0.5": None, "0.75": None, "1": None}
+    assert stats["mean_steps"] is None
+    json.dumps(stats, allow_nan=False)
+
+
+def test_stats_rejects_a_dataset_that_was_not_adapted():
+    with pytest.raises(ValueError, match="DartAdapter"):
+        compute_stats(datasets.Dataset.from_dict({"problem": ["p"], "solution": ["s"]}))
+
+
+# ------------------------------------------------------------------------------------------ stepwise
+def test_stepwise_labels_follow_the_threshold(ds):
+    sw = to_stepwise(ds)
+    assert sw.column_names == ["prompt", "completions", "labels"]
+    assert sw.features["labels"].feature.dtype == "bool"
+    # error row 3 and NaN row 4 skipped
+    assert sw["prompt"] == ["Find x." + INSTRUCTION, "Add 1+2." + INSTRUCTION, "Hard one." + INSTRUCTION]
+    assert sw["completions"] == [["s1", "s2", "s3"], ["a", "b", "c", "d"], ["x", "y"]]
+    assert sw["labels"] == [[True, False, True], [True, True, True, True], [True, False]]  # f_k >= 0.5
+    assert to_stepwise(ds, threshold=0.8)["labels"][1] == [False, False, True, True]
+    for row in sw:  # what TRL's PRM trainer zips with strict=True
+        assert len(row["completions"]) == len(row["labels"])
+
+
+def test_stepwise_of_only_errors_is_empty_but_typed():
+    sw = to_stepwise(datasets.Dataset.from_list([ROWS[3]]))
+    assert len(sw) == 0 and sw.column_names == ["prompt", "completions", "labels"]
+
+
+# ------------------------------------------------------------------------------------------ report
+def _external_refs(page):
+    return re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, flags=re.I) + re.findall(
+        r"@import|url\(\s*['\"]?(?:https?:)?//", page, flags=re.I
+    )
+
+
+def test_report_is_self_contained_and_highlights_the_student_part(ds, tmp_path):
+    stats = compute_stats(ds, wall_seconds=10.0, student="tiny", source="unit")
+    path = tmp_path / "sub" / "report.html"
+    write_report(ds, stats, str(path))
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count('<img src="data:image/png;base64,') == 3
+    assert not _external_refs(page)
+    assert "<script" not in page and "<link" not in page
+    # the student's text is escaped (no raw <b> from the row) and highlighted exactly
+    spans = re.findall(r"<span class='student'>(.*?)</span>", page, flags=re.S)
+    assert len(spans) == 1
+    row = ROWS[0]
+    assert html.unescape(spans[0]) == row["dart_solution"][row["dart_student_start"]:] == STUDENT_TEXT
+    assert "<b>x = 3</b>" not in page
+    # explore first, then the others; f_t explained; the gap step marked
+    assert page.index("Example #0") < page.index("Example #2") < page.index("Example #1")
+    assert "f<sub>t</sub>" in page and "data-step='2'" in page and "step gap" in page
+
+
+@pytest.mark.parametrize("rows", [[ROWS[3]], [ROWS[1]], [ROWS[4], ROWS[3]]], ids=["all-error", "single-imitate", "nan"])
+def test_report_edge_cases(rows, tmp_path):
+    small = datasets.Dataset.from_list(rows)
+    path = tmp_path / "report.html"
+    write_report(small, compute_stats(small), str(path), max_examples=4)
+    page = path.read_text(encoding="utf-8")
+    assert page.count('<img src="data:image/png;base64,') == 3
+    assert "<span class='student'>" not in page
+    assert "No row was explored" in page
+
+
+# ------------------------------------------------------------------------------------------ outputs
+def test_write_outputs_writes_the_five_names_consistently(ds, tmp_path):
+    stats = compute_stats(ds, wall_seconds=10.0)
+    out = tmp_path / "run"
+    paths = write_outputs(ds, str(out), stats=stats)
+    assert set(paths) == set(OUTPUT_NAMES) == {"dataset", "dataset.parquet", "stepwise.parquet", "stats.json", "report.html"}
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_NAMES)
+    saved = json.loads((out / "stats.json").read_text())
+    assert saved["n_examples"] == len(ds)
+    assert sum(saved["actions"].values()) == len(ds)
+    assert saved["tokens_generated"] == sum(ds["dart_tokens_generated"])
+    reloaded = datasets.load_from_disk(paths["dataset"])
+    assert reloaded["dart_action"] == ds["dart_action"]
+    assert len(datasets.Dataset.from_parquet(paths["dataset.parquet"])) == len(ds)
+    assert datasets.Dataset.from_parquet(paths["stepwise.parquet"])["labels"] == to_stepwise(ds)["labels"]
+    assert math.isnan(reloaded["dart_step_success"][3][0])
+
+    # a second run into the same folder, from the dataset saved there, replaces the outputs
+    paths2 = write_outputs(reloaded, str(out), stats=compute_stats(reloaded))
+    assert paths2 == paths and sorted(os.listdir(out)) == sorted(OUTPUT_NAMES)
+    assert datasets.load_from_disk(paths["dataset"])["dart_solution"] == ds["dart_solution"]
