@@ -22,7 +22,11 @@ import math
 import os
 import shutil
 from collections import Counter
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
 
 ACTIONS = ("imitate", "explore", "fallback", "error")
 
@@ -32,7 +36,14 @@ POSITION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Relative gap positions gap/T fall in one of these half-open intervals (lo, hi].
 GAP_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
-_REQUIRED = ("dart_steps", "dart_step_success", "dart_gap_step", "dart_action", "dart_solution", "dart_tokens_generated")
+_REQUIRED = (
+    "dart_steps",
+    "dart_step_success",
+    "dart_gap_step",
+    "dart_action",
+    "dart_solution",
+    "dart_tokens_generated",
+)
 
 _ACTION_COLORS = {"imitate": "#4c9a5f", "explore": "#3a6fc4", "fallback": "#e08a2c", "error": "#b0413e"}
 
@@ -135,7 +146,7 @@ def _gap_bin(gap: int, T: int) -> str:
     return f"({GAP_BINS[-1][0]:g}, {GAP_BINS[-1][1]:g}]"  # rel > 1 cannot happen for a valid row
 
 
-def _mean(xs: Sequence[float]) -> Optional[float]:
+def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
@@ -143,10 +154,10 @@ def _mean(xs: Sequence[float]) -> Optional[float]:
 def compute_stats(
     dataset: Any,
     *,
-    config: Optional[dict] = None,
-    wall_seconds: Optional[float] = None,
-    student: Optional[str] = None,
-    source: Optional[str] = None,
+    config: dict | None = None,
+    wall_seconds: float | None = None,
+    student: str | None = None,
+    source: str | None = None,
 ) -> dict:
     """Numbers that describe one DART run; JSON-safe (NaN -> null) so they go straight to `stats.json`.
 
@@ -249,7 +260,7 @@ def compute_stats(
 
 
 # ---------------------------------------------------------------------------------------------- stepwise
-def to_stepwise(dataset: Any, threshold: float = 0.5) -> "datasets.Dataset":  # noqa: F821
+def to_stepwise(dataset: Any, threshold: float = 0.5) -> datasets.Dataset:
     """Export the per-step success rates as TRL's stepwise-supervision dataset (for a PRM).
 
     Columns (as TRL's PRM trainer reads them: `prompt` str, `completions` list[str], `labels`
@@ -289,7 +300,9 @@ def to_stepwise(dataset: Any, threshold: float = 0.5) -> "datasets.Dataset":  # 
             "labels": datasets.List(datasets.Value("bool")),
         }
     )
-    return datasets.Dataset.from_dict({"prompt": prompts, "completions": completions, "labels": labels}, features=features)
+    return datasets.Dataset.from_dict(
+        {"prompt": prompts, "completions": completions, "labels": labels}, features=features
+    )
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -351,9 +364,7 @@ def _plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
 
     fig, (ax, ax2) = _figure(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.7, 1]})
     curves = [
-        (i, r)
-        for i, r in enumerate(rows)
-        if r["dart_action"] != "error" and any(math.isfinite(f) for f in _scores(r))
+        (i, r) for i, r in enumerate(rows) if r["dart_action"] != "error" and any(math.isfinite(f) for f in _scores(r))
     ]
     shown = curves[:_MAX_CURVES]
     per_problem = len(shown) <= _MAX_LEGEND
@@ -372,21 +383,52 @@ def _plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
             max_t = max(max_t, len(scores) - 1)
             color = cmap(k % 10) if per_problem else _ACTION_COLORS.get(r["dart_action"], "#888")
             label = f"#{i} ({r['dart_action']})" if per_problem else None
-            ax.plot(xs, ys, marker="o", ms=4, lw=1.8 if per_problem else 1.0, color=color,
-                    alpha=0.9 if per_problem else 0.45, label=label)
+            ax.plot(
+                xs,
+                ys,
+                marker="o",
+                ms=4,
+                lw=1.8 if per_problem else 1.0,
+                color=color,
+                alpha=0.9 if per_problem else 0.45,
+                label=label,
+            )
             gap = r["dart_gap_step"]
             if gap is not None and 1 <= gap < len(scores) and math.isfinite(scores[gap]):
-                ax.plot([gap], [scores[gap] + offset], marker="X", ms=13, color=color,
-                        markeredgecolor="#b00020", markeredgewidth=1.8, zorder=5, linestyle="none")
+                ax.plot(
+                    [gap],
+                    [scores[gap] + offset],
+                    marker="X",
+                    ms=13,
+                    color=color,
+                    markeredgecolor="#b00020",
+                    markeredgewidth=1.8,
+                    zorder=5,
+                    linestyle="none",
+                )
         ax.set_xlim(-0.3, max_t + 0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        handles, labels = ax.get_legend_handles_labels()
-        gap_handle = Line2D([], [], marker="X", ms=11, color="white", markeredgecolor="#b00020",
-                            markeredgewidth=1.8, linestyle="none", label="imitation gap")
+        handles, _ = ax.get_legend_handles_labels()
+        gap_handle = Line2D(
+            [],
+            [],
+            marker="X",
+            ms=11,
+            color="white",
+            markeredgecolor="#b00020",
+            markeredgewidth=1.8,
+            linestyle="none",
+            label="imitation gap",
+        )
         if not per_problem:
             handles = [Line2D([], [], color=c, lw=2, label=a) for a, c in _ACTION_COLORS.items() if a != "error"]
-        ax.legend(handles=handles + [gap_handle], loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  frameon=False, title="problem (action)" if per_problem else "action")
+        ax.legend(
+            handles=handles + [gap_handle],
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            title="problem (action)" if per_problem else "action",
+        )
     ax.set_ylim(-0.06, 1.06)
     ax.set_xlabel("t = number of expert steps adopted (0 = student alone)")
     ax.set_ylabel("$f_t$ = student success rate")
@@ -514,6 +556,8 @@ figcaption { color: var(--muted); font-size: 14px; max-width: 70em; margin-top: 
 .score small { display:block; color: var(--muted); font-size: 10.5px; }
 .score.gapscore { border-color: var(--gap-edge); background: var(--gap); }
 .err { color: #b0413e; }
+.banner { border: 1px solid #b0413e; background: #fdecea; color: #7a1f1c; border-radius: 6px; padding: 10px 14px;
+          margin: 14px 0; font-weight: 600; }
 details { margin: 8px 0; } summary { cursor: pointer; color: var(--muted); }
 @media (max-width: 900px) { .grid2 { grid-template-columns: 1fr; } }
 """
@@ -551,7 +595,7 @@ def _fmt(x: Any, digits: int = 1) -> str:
     return _esc(x)
 
 
-def _fmt_seconds(s: Optional[float]) -> str:
+def _fmt_seconds(s: float | None) -> str:
     if s is None:
         return "–"
     if s < 120:
@@ -570,22 +614,40 @@ def _summary_table(stats: Mapping[str, Any]) -> str:
     )
     cost = stats.get("cost") or {}
     config = stats.get("config") or {}
-    cfg_keys = ("n_sim", "n_explore", "temperature", "max_new_tokens", "gap_rule", "gap_margin", "gap_threshold",
-                "selection", "fallback", "seed")
+    cfg_keys = (
+        "n_sim",
+        "n_explore",
+        "temperature",
+        "max_new_tokens",
+        "gap_rule",
+        "gap_margin",
+        "gap_threshold",
+        "selection",
+        "fallback",
+        "seed",
+    )
     cfg_short = ", ".join(f"{k}={config[k]}" for k in cfg_keys if isinstance(config, Mapping) and k in config)
     rows = [
         ("examples", f"{n:,} ({int(stats.get('usable', 0) or 0):,} usable for training)"),
         ("actions", action_cells),
         ("student", _esc(stats.get("student") or "–")),
         ("source data", _esc(stats.get("source") or "–")),
-        ("tokens generated", f"{_fmt(stats.get('tokens_generated'))} "
-                             f"({_fmt(cost.get('tokens_per_example'), 0)} per example)"),
-        ("wall time", f"{_fmt_seconds(stats.get('wall_seconds'))}; "
-                      f"{_fmt(cost.get('seconds_per_example'), 1)} s per example on average"),
+        (
+            "tokens generated",
+            f"{_fmt(stats.get('tokens_generated'))} ({_fmt(cost.get('tokens_per_example'), 0)} per example)",
+        ),
+        (
+            "wall time",
+            f"{_fmt_seconds(stats.get('wall_seconds'))}; "
+            f"{_fmt(cost.get('seconds_per_example'), 1)} s per example on average",
+        ),
         ("throughput", f"{_fmt(stats.get('tokens_per_second'), 1)} generated tokens / s"),
         ("expert steps", f"{_fmt(stats.get('mean_steps'), 1)} per problem on average"),
-        ("success rate", f"student alone f<sub>0</sub> = {_fmt(stats.get('mean_f0'), 2)}, "
-                         f"after all expert steps f<sub>T</sub> = {_fmt(stats.get('mean_fT'), 2)} (means)"),
+        (
+            "success rate",
+            f"student alone f<sub>0</sub> = {_fmt(stats.get('mean_f0'), 2)}, "
+            f"after all expert steps f<sub>T</sub> = {_fmt(stats.get('mean_fT'), 2)} (means)",
+        ),
     ]
     if cfg_short:
         rows.append(("settings", _esc(cfg_short)))
@@ -602,6 +664,22 @@ def _summary_table(stats: Mapping[str, Any]) -> str:
             + "</pre></details>"
         )
     return out
+
+
+def _banner(stats: Mapping[str, Any]) -> str:
+    """A warning on top when the run produced nothing to train on, so nobody misses it."""
+    n = int(stats.get("n_examples", 0) or 0)
+    errors = int((stats.get("actions") or {}).get("error", 0) or 0)
+    if n == 0:
+        return "<div class='banner'>The dataset is empty: there is nothing to report.</div>"
+    if errors == n:
+        return (
+            f"<div class='banner'>Every row ({n}) failed, so nothing was adapted. "
+            "The reasons are listed under “errors” below.</div>"
+        )
+    if not stats.get("usable"):
+        return "<div class='banner'>No row is usable for training (all were dropped or failed).</div>"
+    return ""
 
 
 def _pick_examples(rows: list[dict], k: int) -> list[int]:
@@ -621,7 +699,7 @@ def _steps_html(steps: Sequence[str], gap: int = -1, dim_after_gap: bool = False
         elif dim_after_gap and gap >= 1 and k > gap:
             cls += " replaced"
         body = step.rstrip()
-        parts.append(f"<span class='{cls}' data-step='{k}'>{_esc(body)}</span>{_esc(step[len(body):])}")
+        parts.append(f"<span class='{cls}' data-step='{k}'>{_esc(body)}</span>{_esc(step[len(body) :])}")
     return "".join(parts)
 
 
@@ -632,7 +710,9 @@ def _adapted_html(row: Mapping[str, Any]) -> str:
     start = int(start) if isinstance(start, int) else -1
     steps = list(row.get("dart_steps") or [])
     if not solution:
-        return "<span class='err'>(empty: this row was dropped by the fallback policy and is not used for training)</span>"
+        return (
+            "<span class='err'>(empty: this row was dropped by the fallback policy and is not used for training)</span>"
+        )
     if start < 0 or start > len(solution):
         return _steps_html(steps) if steps and "".join(steps) == solution else _esc(solution)
     prefix, student = solution[:start], solution[start:]
@@ -707,7 +787,8 @@ def _example_html(i: int, row: Mapping[str, Any]) -> str:
         "<div class='grid2'>"
         f"<div><div class='label'>Expert solution ({T} step{'s' if T != 1 else ''})</div>"
         f"<pre class='text expert'>{expert}</pre>{left_key}</div>"
-        f"<div><div class='label'>{right_caption}</div><pre class='text adapted'>{_adapted_html(row)}</pre>{right_key}</div>"
+        f"<div><div class='label'>{right_caption}</div>"
+        f"<pre class='text adapted'>{_adapted_html(row)}</pre>{right_key}</div>"
         "</div>"
     )
     out.append("</div>")
@@ -724,16 +805,23 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
     rows = _rows(dataset)
     title = "DART adaptation report"
     subtitle = ", ".join(x for x in (stats.get("source"), stats.get("student")) if x)
+    n_curves = sum(1 for r in rows if r["dart_action"] != "error" and any(math.isfinite(f) for f in _scores(r)))
+    n_shown = min(n_curves, _MAX_CURVES)
+    if n_shown <= _MAX_LEGEND:
+        how = "one line per problem, numbered as in the examples below"
+        if n_shown > 1:
+            how += " (lines are nudged vertically by at most 0.024 so that problems with equal scores stay visible)"
+    else:
+        how = f"one line per problem, coloured by action ({n_shown} of {n_curves} problems shown)"
     figs = [
         (
             _plot_feasibility(rows, stats),
-            "<b>Left:</b> one line per problem. The x axis counts how many expert steps the student was given "
+            f"<b>Left:</b> {how}. The x axis counts how many expert steps the student was given "
             "before continuing on its own; the y axis is <b>f<sub>t</sub></b>, the fraction of the student's "
             "attempts from there that reached the correct answer. A curve that rises means the expert steps help; "
             "a sudden fall marks an expert step the student cannot follow &mdash; the <b>imitation gap</b> (red X). "
-            "Lines are nudged vertically by at most 0.024 so that problems with equal scores stay visible. "
             "<b>Right:</b> f<sub>t</sub> averaged over problems, with t/T rounded to the nearest quarter of the "
-            "solution (n = number of scores averaged).",
+            "solution (n = number of scores averaged). Error rows are not drawn.",
         ),
     ]
     gaps_uri, actions_uri = _plot_gaps(stats), _plot_actions(stats)
@@ -747,6 +835,7 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>{_esc(title)}</h1>",
         f"<p class='lead'>{_INTRO}</p>",
+        _banner(stats),
         "<h2>Summary</h2>",
         _summary_table(stats),
         "<h2>Where the student loses track</h2>",
@@ -772,8 +861,10 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
             else f"{len(picked)} of {len(rows)} rows. No row was explored in this run, so no solution contains "
             "student-written text."
         )
-        parts.append(f"<p class='lead'>{note} On the left the original expert solution, cut into steps (the gap "
-                     "step in red); on the right the solution DART produced for training.</p>")
+        parts.append(
+            f"<p class='lead'>{note} On the left the original expert solution, cut into steps (the gap "
+            "step in red); on the right the solution DART produced for training.</p>"
+        )
         parts.extend(_example_html(i, rows[i]) for i in picked)
     version = stats.get("dart_hf_version")
     parts.append(f"<p class='key'>Generated by dart_hf{' ' + _esc(version) if version else ''}.</p>")

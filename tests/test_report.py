@@ -49,11 +49,20 @@ STUDENT_TEXT = "So x < 4 & x > 2, i.e.\n\n<b>x = 3</b>; the answer is $\\boxed{3
 
 ROWS = [
     # 0 explore: T=3, gap at step 2, the student continues after step 1
-    make_row("Find x.", ["s1\n\n", "s2\n\n", "s3"], [0.25, 0.75, 0.0, 1.0], 2, "explore",
-             student=STUDENT_TEXT, tokens=100, seconds=2.0),
+    make_row(
+        "Find x.",
+        ["s1\n\n", "s2\n\n", "s3"],
+        [0.25, 0.75, 0.0, 1.0],
+        2,
+        "explore",
+        student=STUDENT_TEXT,
+        tokens=100,
+        seconds=2.0,
+    ),
     # 1 imitate: T=4, no gap
-    make_row("Add 1+2.", ["a\n\n", "b\n\n", "c\n\n", "d"], [0.5, 0.5, 0.75, 1.0, 1.0], -1, "imitate",
-             tokens=50, seconds=1.0),
+    make_row(
+        "Add 1+2.", ["a\n\n", "b\n\n", "c\n\n", "d"], [0.5, 0.5, 0.75, 1.0, 1.0], -1, "imitate", tokens=50, seconds=1.0
+    ),
     # 2 fallback: T=2, gap at the last step
     make_row("Hard one.", ["x\n\n", "y"], [0.0, 0.75, 0.0], 2, "fallback", tokens=70, seconds=3.0),
     # 3 error: all NaN
@@ -114,7 +123,11 @@ def test_stats_position_bins_and_gap_histogram(ds):
     assert stats["success_by_position_counts"] == {"0": 4, "0.25": 2, "0.5": 2, "0.75": 2, "1": 4}
     # gaps: row 0 at 2/3 -> (0.5, 0.75]; row 2 at 2/2 -> (0.75, 1]; rows 1 and 4 none; error not counted
     assert stats["gap_histogram"]["relative"] == {
-        "(0, 0.25]": 0, "(0.25, 0.5]": 0, "(0.5, 0.75]": 1, "(0.75, 1]": 1, "none": 2,
+        "(0, 0.25]": 0,
+        "(0.25, 0.5]": 0,
+        "(0.5, 0.75]": 1,
+        "(0.75, 1]": 1,
+        "none": 2,
     }
     assert stats["gap_histogram"]["absolute"] == {"2": 2, "none": 2}
 
@@ -156,8 +169,8 @@ def test_stepwise_of_only_errors_is_empty_but_typed():
 
 # ------------------------------------------------------------------------------------------ report
 def _external_refs(page):
-    return re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, flags=re.I) + re.findall(
-        r"@import|url\(\s*['\"]?(?:https?:)?//", page, flags=re.I
+    return re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, flags=re.IGNORECASE) + re.findall(
+        r"@import|url\(\s*['\"]?(?:https?:)?//", page, flags=re.IGNORECASE
     )
 
 
@@ -171,10 +184,10 @@ def test_report_is_self_contained_and_highlights_the_student_part(ds, tmp_path):
     assert not _external_refs(page)
     assert "<script" not in page and "<link" not in page
     # the student's text is escaped (no raw <b> from the row) and highlighted exactly
-    spans = re.findall(r"<span class='student'>(.*?)</span>", page, flags=re.S)
+    spans = re.findall(r"<span class='student'>(.*?)</span>", page, flags=re.DOTALL)
     assert len(spans) == 1
     row = ROWS[0]
-    assert html.unescape(spans[0]) == row["dart_solution"][row["dart_student_start"]:] == STUDENT_TEXT
+    assert html.unescape(spans[0]) == row["dart_solution"][row["dart_student_start"] :] == STUDENT_TEXT
     assert "<b>x = 3</b>" not in page
     # explore first, then the others; f_t explained; the gap step marked
     assert page.index("Example #0") < page.index("Example #2") < page.index("Example #1")
@@ -192,12 +205,57 @@ def test_report_edge_cases(rows, tmp_path):
     assert "No row was explored" in page
 
 
+def test_report_of_an_empty_adapted_dataset(ds, tmp_path):
+    empty = ds.select([])
+    stats = compute_stats(empty)
+    assert stats["n_examples"] == 0 and stats["tokens_per_second"] is None
+    write_report(empty, stats, str(tmp_path / "report.html"))
+    assert "The dataset is empty" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert len(to_stepwise(empty)) == 0
+
+
+def test_real_adapter_output_round_trip(tmp_path):
+    """The columns DartAdapter really writes (scripted student) feed stats, stepwise and the report."""
+    from scripted import TEMPLATE, ScriptedBackend, expert
+
+    from dart_hf import DartAdapter, DartConfig
+
+    T, F = True, False
+    rows = [
+        {"problem": "What is 6*7?", "solution": expert(3), "answer": "42"},
+        {"problem": "broken", "solution": "", "answer": "42"},
+    ]
+    backend = ScriptedBackend(sim={0: [F] * 4, 1: [T] * 4, 2: [F] * 4, 3: [T] * 4})  # gap at step 2
+    adapter = DartAdapter(backend, DartConfig(prompt_template=TEMPLATE), progress=False)
+    out = datasets.Dataset.from_list(rows).map(adapter, batched=True, load_from_cache_file=False)
+    assert out["dart_action"] == ["explore", "error"]
+
+    stats = compute_stats(out, config=adapter.config.to_dict(), wall_seconds=1.0)
+    assert stats["actions"] == {"imitate": 0, "explore": 1, "fallback": 0, "error": 1}
+    assert stats["tokens_generated"] == sum(out["dart_tokens_generated"]) > 0
+    assert stats["gap_histogram"]["absolute"] == {"2": 1, "none": 0}
+    sw = to_stepwise(out)
+    assert sw["labels"] == [[True, False, True]]
+    assert sw["completions"] == [[f"STEP {k} of the expert." for k in (1, 2, 3)]]
+
+    paths = write_outputs(out, str(tmp_path / "run"), stats=stats)
+    with open(paths["report.html"], encoding="utf-8") as f:
+        page = f.read()
+    (span,) = re.findall(r"<span class='student'>(.*?)</span>", page, flags=re.DOTALL)
+    row = out[0]
+    assert html.unescape(span) == row["dart_solution"][row["dart_student_start"] :]
+
+
 # ------------------------------------------------------------------------------------------ outputs
 def test_write_outputs_writes_the_five_names_consistently(ds, tmp_path):
     stats = compute_stats(ds, wall_seconds=10.0)
     out = tmp_path / "run"
     paths = write_outputs(ds, str(out), stats=stats)
-    assert set(paths) == set(OUTPUT_NAMES) == {"dataset", "dataset.parquet", "stepwise.parquet", "stats.json", "report.html"}
+    assert (
+        set(paths)
+        == set(OUTPUT_NAMES)
+        == {"dataset", "dataset.parquet", "stepwise.parquet", "stats.json", "report.html"}
+    )
     assert sorted(os.listdir(out)) == sorted(OUTPUT_NAMES)
     saved = json.loads((out / "stats.json").read_text())
     assert saved["n_examples"] == len(ds)
