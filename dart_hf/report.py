@@ -679,6 +679,13 @@ def _banner(stats: Mapping[str, Any]) -> str:
         )
     if not stats.get("usable"):
         return "<div class='banner'>No row is usable for training (all were dropped or failed).</div>"
+    if stats.get("mean_fT") == 0:
+        return (
+            "<div class='banner'>The student never reached the gold answer, not even when given the whole expert "
+            "solution (f<sub>T</sub> = 0 for every problem), so DART had no success to lose and found no gap. "
+            "Check that the student's continuations end with a \\boxed{} answer and that "
+            "max_new_tokens leaves room for it, or use a stronger student.</div>"
+        )
     return ""
 
 
@@ -782,7 +789,15 @@ def _example_html(i: int, row: Mapping[str, Any]) -> str:
         right_key = ""
     else:
         right_caption = "Adapted solution (expert solution kept)"
-        right_key = "<div class='key'>No gap: the student can follow every expert step, so nothing changes.</div>"
+        finite = [f for f in scores if math.isfinite(f)]
+        if finite and max(finite) == 0:
+            why = (
+                "the student never reached the gold answer, with or without expert steps, so there was no "
+                "success to lose"
+            )
+        else:
+            why = "the student's success never collapsed after an expert step"
+        right_key = f"<div class='key'>No gap: {why}. The expert solution is kept unchanged.</div>"
     out.append(
         "<div class='grid2'>"
         f"<div><div class='label'>Expert solution ({T} step{'s' if T != 1 else ''})</div>"

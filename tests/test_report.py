@@ -271,3 +271,11 @@ def test_write_outputs_writes_the_five_names_consistently(ds, tmp_path):
     paths2 = write_outputs(reloaded, str(out), stats=compute_stats(reloaded))
     assert paths2 == paths and sorted(os.listdir(out)) == sorted(OUTPUT_NAMES)
     assert datasets.load_from_disk(paths["dataset"])["dart_solution"] == ds["dart_solution"]
+
+
+def test_report_warns_when_the_student_never_succeeds(tmp_path):
+    hopeless = make_row("Too hard.", ["a\n\n", "b"], [0.0, 0.0, 0.0], -1, "imitate", tokens=10, seconds=1.0)
+    small = datasets.Dataset.from_list([hopeless])
+    write_report(small, compute_stats(small), str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "class='banner'" in page and "never reached the gold answer" in page

@@ -116,6 +116,16 @@ def test_batch_independence(tiny_student, backend, prompts):
     same(alone, small_batches.generate([others[1], target, others[0]])[1])
 
 
+def test_prefill_micro_batches_do_not_change_results(tiny_student, backend, prompts):
+    reqs = [
+        GenerationRequest(p, n=2, seed=i, temperature=0.8, max_new_tokens=30) for i, p in enumerate(prompts + prompts)
+    ]
+    one_prefill = backend.generate(reqs)
+    per_prompt = TransformersBackend(tiny_student, prefill_tokens=1).generate(reqs)  # one prompt per forward
+    for a, b in zip(one_prefill, per_prompt):
+        same(a, b)
+
+
 def test_same_seed_same_samples_different_seed_different(backend, prompts):
     req = GenerationRequest(prompts[0], n=4, seed=123, temperature=1.0, max_new_tokens=24)
     a, b = backend.generate([req])[0], backend.generate([req])[0]
@@ -134,11 +144,13 @@ def test_same_seed_same_samples_different_seed_different(backend, prompts):
 def test_greedy_matches_model_generate(tiny_student, prompts):
     b = TransformersBackend(tiny_student, stop_at_answer=False)
     tok, model = b.tokenizer, b.model
-    reqs = [GenerationRequest(p, n=1, seed=0, temperature=0, max_new_tokens=20) for p in prompts]
+    # > 64 new tokens: the in-place KV cache has to grow past its first reservation
+    reqs = [GenerationRequest(p, n=1, seed=0, temperature=0, max_new_tokens=150) for p in prompts]
     ours = b.generate(reqs)
+    assert max(c.num_tokens for (c,) in ours) > 64
     for p, (c,) in zip(prompts, ours):
         enc = tok(p, add_special_tokens=False, return_tensors="pt")
-        ref = model.generate(**enc, do_sample=False, max_new_tokens=20, pad_token_id=tok.pad_token_id)
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=150, pad_token_id=tok.pad_token_id)
         ref_ids = ref[0, enc["input_ids"].shape[1] :].tolist()
         assert c.text == tok.decode(ref_ids, skip_special_tokens=True)
         assert c.num_tokens == len(ref_ids)

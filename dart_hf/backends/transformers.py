@@ -23,6 +23,8 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from transformers.cache_utils import DynamicLayer
+
 from ..answers import AnswerStopper, _boxed_spans
 from .base import Completion, GenerationRequest, sample_seed
 
@@ -104,6 +106,8 @@ class TransformersBackend:
         batch_size: rows (prompt x sample) decoded together.
         stop_at_answer: stop a row right after its first closed `\\boxed{...}`; the returned text
             then ends at that closing brace (`finish_reason="answer"`).
+        prefill_tokens: about how many (padded) prompt tokens one prefill forward processes; bounds
+            the memory of prompt processing without changing results.
 
     Attributes:
         fingerprint: cheap, stable identity (see `GenerationBackend`), computed without loading.
@@ -120,11 +124,13 @@ class TransformersBackend:
         dtype: Any = None,
         batch_size: int = 64,
         stop_at_answer: bool = True,
+        prefill_tokens: int = 8192,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.revision = revision
         self.batch_size = int(batch_size)
+        self.prefill_tokens = int(prefill_tokens)
         self.stop_at_answer = bool(stop_at_answer)
         self.tokens_generated = 0
         self._device = torch.device(device) if device is not None else None
@@ -136,6 +142,7 @@ class TransformersBackend:
         self._eos_ids: Optional[set[int]] = None
         self._forward_args: Optional[tuple[str, bool]] = None
         self._gguf_file: Optional[str] = None
+        self._plain_cache: Optional[bool] = None  # does the model use plain DynamicLayers (see `_prefill`)?
 
         if isinstance(model, torch.nn.Module):
             self._source, self._kind = None, "loaded"
@@ -316,6 +323,82 @@ class TransformersBackend:
             chosen[idx] = token.clamp_(max=cdf.shape[-1] - 1)
         return chosen
 
+
+    def _padded_batch(self, prompts: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p) for p in prompts)
+        pad_id = self.tokenizer.pad_token_id
+        if pad_id is None:
+            pad_id = min(self._eos_token_ids(), default=0)
+        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for u, ids in enumerate(prompts):
+            input_ids[u, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[u, width - len(ids) :] = 1
+        return input_ids.to(device), mask.to(device)
+
+    def _prefill(
+        self, model: Any, prompts: list[list[int]], expand: list[int], limit: int, device: torch.device
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Run the distinct prompts; return last-token logits, cache and attention mask, one row per sample.
+
+        Prompts go through in micro-batches of about `prefill_tokens` padded tokens (longest first), which
+        bounds the memory of prefill attention. The caches are then left-padded to a common width and
+        moved into `_GrowableLayer`s, which write new tokens in place instead of re-concatenating the
+        whole cache at every step. Models whose cache is not made of plain `DynamicLayer`s (sliding
+        windows, linear attention, ...) get one prefill forward and transformers' own cache.
+        """
+        _, full_mask = self._padded_batch(prompts, device)
+        width = full_mask.shape[-1]
+        if self._plain_cache is False:
+            groups = [list(range(len(prompts)))]
+        else:
+            groups, current = [], []
+            for u in sorted(range(len(prompts)), key=lambda u: (-len(prompts[u]), u)):
+                if current and len(prompts[current[0]]) * (len(current) + 1) > self.prefill_tokens:
+                    groups.append(current)
+                    current = []
+                current.append(u)
+            groups.append(current)
+        parts = []
+        for group in groups:
+            input_ids, mask = self._padded_batch([prompts[u] for u in group], device)
+            position_ids = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
+            logits, cache = self._forward(
+                model, None, True, input_ids=input_ids, attention_mask=mask, position_ids=position_ids
+            )
+            if self._plain_cache is None:
+                layers = getattr(cache, "layers", None)
+                self._plain_cache = bool(layers) and all(
+                    type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel() > 0
+                    for layer in layers
+                )
+                if not self._plain_cache and len(groups) > 1:
+                    return self._prefill(model, prompts, expand, limit, device)
+            parts.append((group, logits, cache))
+
+        rows_of = {u: k for k, u in enumerate(u for group, _, _ in parts for u in group)}
+        index = torch.tensor([rows_of[u] for u in expand], device=device)
+        logits = torch.cat([part[1] for part in parts]).index_select(0, index)
+        mask = full_mask.index_select(0, torch.tensor(expand, device=device))
+        cache = parts[0][2]
+        if not self._plain_cache:  # one group, in prompt order
+            if len(expand) != len(prompts) or expand != list(range(len(prompts))):
+                cache.batch_select_indices(index)
+            return logits, cache, mask
+        for li in range(len(cache.layers)):
+            keys, values = [], []
+            for _, _, part in parts:
+                layer = part.layers[li]
+                pad = width - layer.keys.shape[-2]
+                keys.append(torch.nn.functional.pad(layer.keys, (0, 0, pad, 0)) if pad else layer.keys)
+                values.append(torch.nn.functional.pad(layer.values, (0, 0, pad, 0)) if pad else layer.values)
+            cache.layers[li] = _GrowableLayer(
+                torch.cat(keys).index_select(0, index), torch.cat(values).index_select(0, index), limit
+            )
+            for _, _, part in parts[1:]:
+                part.layers[li] = None  # free as we go
+        return logits, cache, mask
+
     # ------------------------------------------------------------------ generation
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
@@ -388,26 +471,12 @@ class TransformersBackend:
         unique: dict[str, int] = {}
         for i in live:
             unique.setdefault(rows[i]["prompt"], len(unique))
-        prompts = [None] * len(unique)
+        prompts: list[list[int]] = [[] for _ in unique]
         for i in live:
             prompts[unique[rows[i]["prompt"]]] = rows[i]["ids"]
-        width = max(len(p) for p in prompts)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
-        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for u, ids in enumerate(prompts):
-            input_ids[u, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            mask[u, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        position_ids = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
-        logits, cache = self._forward(
-            model, None, True, input_ids=input_ids, attention_mask=mask, position_ids=position_ids
-        )
-        expand = torch.tensor([unique[rows[i]["prompt"]] for i in live], device=device)
-        if len(prompts) != len(live) or not torch.equal(expand, torch.arange(len(live), device=device)):
-            cache.batch_select_indices(expand)
-            logits, mask = logits.index_select(0, expand), mask.index_select(0, expand)
-
+        expand = [unique[rows[i]["prompt"]] for i in live]
+        limit = max(len(p) for p in prompts) + max(rows[i]["budget"] for i in live)
+        logits, cache, mask = self._prefill(model, prompts, expand, limit, device)
         pieces = self._token_pieces(logits.shape[-1]) if self.stop_at_answer else None
         generated = 0
         while True:
@@ -455,3 +524,78 @@ class TransformersBackend:
             if spans:  # the closing token may carry more ("}." / "}$"): end the text at the brace
                 text = text[: spans[0][1] + 1]
         return Completion(text=text, num_tokens=len(ids), logprob=row["logprob_sum"] / len(ids), finish_reason=reason)
+
+
+class _GrowableLayer(DynamicLayer):
+    """A `DynamicLayer` that appends new tokens in place into spare capacity.
+
+    transformers' `DynamicLayer` concatenates the whole cache with each new token, i.e. copies
+    O(context) memory per step and layer; this one grows its buffers geometrically (never past
+    `limit` tokens) and hands attention views of the filled part.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, limit: int) -> None:
+        super().__init__()
+        self.device = keys.device
+        self.is_initialized = True
+        self._limit = max(int(limit), keys.shape[-2])
+        self._length = keys.shape[-2]
+        capacity = min(self._limit, self._length + 64)
+        self._k = self._alloc(keys, keys.shape[0], capacity)
+        self._v = self._alloc(values, values.shape[0], capacity)
+        self._k[:, :, : self._length] = keys
+        self._v[:, :, : self._length] = values
+        self._views()
+
+    @staticmethod
+    def _alloc(like: torch.Tensor, batch: int, capacity: int) -> torch.Tensor:
+        return like.new_empty((batch, like.shape[1], capacity, like.shape[3]))
+
+    def _views(self) -> None:
+        self.keys = self._k[:, :, : self._length]
+        self.values = self._v[:, :, : self._length]
+
+    def _regrow(self, batch_index: Optional[torch.Tensor], capacity: int) -> None:
+        k, v = self._k[:, :, : self._length], self._v[:, :, : self._length]
+        if batch_index is not None:
+            k, v = k.index_select(0, batch_index), v.index_select(0, batch_index)
+        self._k = self._alloc(k, k.shape[0], capacity)
+        self._v = self._alloc(v, v.shape[0], capacity)
+        self._k[:, :, : self._length] = k
+        self._v[:, :, : self._length] = v
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
+        new = key_states.shape[-2]
+        end = self._length + new
+        if end > self._k.shape[-2]:
+            capacity = max(end, min(self._limit, self._k.shape[-2] * 3 // 2 + 64))
+            self._regrow(None, capacity)
+        self._k[:, :, self._length : end] = key_states
+        self._v[:, :, self._length : end] = value_states
+        self._length = end
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._regrow(indices.to(self._k.device), self._k.shape[-2])
+        self._views()
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.batch_select_indices(beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        index = torch.arange(self._k.shape[0], device=self._k.device).repeat_interleave(repeats)
+        self.batch_select_indices(index)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError("crop takes a negative number of tokens to remove")
+        self._length = max(0, self._length + tokens_to_remove)
+        self._views()
+
+    def reset(self) -> None:
+        self._length = 0
+        self._views()
