@@ -5,6 +5,7 @@ The reference code's non-greedy regex cuts `\\boxed{\\frac{1}{2}}` to `\\frac{1`
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 _BOXED = ("\\boxed{", "\\fbox{")
@@ -34,23 +35,36 @@ def _boxed_spans(text: str) -> list[tuple[int, int]]:
 
 
 def extract_boxed(text: Optional[str]) -> Optional[str]:
-    """Content of the last complete `\\boxed{...}` in `text`, or None.
+    """Content of the last complete, non-empty `\\boxed{...}` in `text`, or None.
+
+    Empty boxes are skipped: weak students echo the instruction ("put it in \\boxed{}").
 
     >>> extract_boxed(r"so $\\boxed{\\frac{5}{6}}$.")
     '\\\\frac{5}{6}'
     """
     if not text:
         return None
-    spans = _boxed_spans(text)
-    if not spans:
-        return None
-    start, end = spans[-1]
-    return text[start:end].strip()
+    contents = [text[a:b].strip() for a, b in _boxed_spans(text)]
+    contents = [c for c in contents if c]
+    return contents[-1] if contents else None
 
 
-def has_complete_boxed(text: str) -> bool:
-    """True once `text` contains a closed `\\boxed{...}`: the student has written its final answer."""
-    return bool(_boxed_spans(text))
+# "The answer is 890." / "Final answer: \frac{1}{2}" -- what small students write instead of \boxed{}.
+_ANSWER_PHRASE = re.compile(
+    r"answer\s*(?:is|:|=)\s*(?:\$\s*)?(?P<answer>[^\n]{1,60}?)\s*\$?\s*(?=\.(?:\s|$)|[,;\n]|$)",
+    re.IGNORECASE,
+)
+
+
+def extract_answer(text: Optional[str], phrase_fallback: bool = True) -> Optional[str]:
+    """The final answer of a solution: its last non-empty `\\boxed{}`, else (optionally) its last
+    "the answer is X" statement, else None."""
+    boxed = extract_boxed(text)
+    if boxed is not None or not phrase_fallback or not text:
+        return boxed
+    matches = [m.group("answer").strip() for m in _ANSWER_PHRASE.finditer(text)]
+    matches = [m for m in matches if m]
+    return matches[-1] if matches else None
 
 
 class AnswerStopper:
@@ -91,7 +105,11 @@ class AnswerStopper:
                 elif c == "}":
                     self._depth -= 1
                     if self._depth == 0:
-                        self.done = True
-                        return True
-            return False
+                        if self._text[self._open : self._scan_from - 1].strip():
+                            self.done = True
+                            return True
+                        self._open = None  # an empty \boxed{} is no answer: keep looking
+                        break
+            else:
+                return False
         return self.done

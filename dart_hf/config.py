@@ -93,6 +93,13 @@ class DartConfig:
     instruction: str = field(
         default=DEFAULT_INSTRUCTION, metadata={"help": "Appended to the problem in the user turn."}
     )
+    answer_phrase_fallback: bool = field(
+        default=True,
+        metadata={
+            "help": "When a continuation has no \\boxed{}, take its last 'the answer is X' as the final answer "
+            "(small students often ignore the \\boxed{} instruction)."
+        },
+    )
     verify_timeout: float = field(
         default=5.0, metadata={"help": "Hard deadline (seconds) for one math-verify comparison."}
     )

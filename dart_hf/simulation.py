@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from .answers import extract_boxed
+from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, derive_seed
 from .config import DartConfig
 from .examples import Example, ExampleError, render_prompt
@@ -15,7 +15,7 @@ from .examples import Example, ExampleError, render_prompt
 class Rollout:
     prefix_index: int  # t: the student continued after expert steps 1..t
     completion: Completion
-    answer: Optional[str]  # final \boxed{} of prefix + continuation
+    answer: Optional[str]  # final answer of prefix + continuation
     correct: bool
 
 
@@ -63,7 +63,7 @@ def rollout(
     if len(outputs) != len(requests) or any(len(o) != n for o in outputs):
         raise RuntimeError("backend returned the wrong number of completions")
     answers = {
-        t: [extract_boxed(prefixes[t] + c.text) for c in completions]
+        t: [extract_answer(prefixes[t] + c.text, config.answer_phrase_fallback) for c in completions]
         for t, completions in zip(prefix_indices, outputs)
     }
     pairs = [(example.gold, a) for t in prefix_indices for a in answers[t]]

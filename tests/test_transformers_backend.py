@@ -157,6 +157,25 @@ def test_greedy_matches_model_generate(tiny_student, prompts):
         assert c.finish_reason == ("stop" if ref_ids[-1] == tok.eos_token_id else "length")
 
 
+def test_models_with_other_cache_layers_use_transformers_cache(tiny_student, prompts):
+    """A sliding-window layer is not a plain DynamicLayer: one prefill forward and transformers' own cache."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(
+        tiny_student, use_sliding_window=True, sliding_window=8, layer_types=["full_attention", "sliding_attention"]
+    )
+    model = AutoModelForCausalLM.from_pretrained(tiny_student, config=config)
+    b = TransformersBackend(model, prefill_tokens=1, stop_at_answer=False)
+    reqs = [GenerationRequest(p, n=1, seed=0, temperature=0, max_new_tokens=40) for p in prompts]
+    together = b.generate(reqs)
+    assert b._plain_cache is False
+    for req, (c,) in zip(reqs, together):
+        same([c], b.generate([req])[0])
+        enc = b.tokenizer(req.prompt, add_special_tokens=False, return_tensors="pt")
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=b.tokenizer.pad_token_id)
+        assert c.text == b.tokenizer.decode(ref[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
 def test_logprob_is_raw_mean_of_teacher_forced_pass(tiny_student, prompts, monkeypatch):
     b = TransformersBackend(tiny_student, stop_at_answer=False)
     captured = capture_token_ids(b, monkeypatch)

@@ -323,7 +323,6 @@ class TransformersBackend:
             chosen[idx] = token.clamp_(max=cdf.shape[-1] - 1)
         return chosen
 
-
     def _padded_batch(self, prompts: list[list[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(p) for p in prompts)
         pad_id = self.tokenizer.pad_token_id
@@ -452,7 +451,6 @@ class TransformersBackend:
         return results  # type: ignore[return-value]
 
     def _generate_chunk(self, model: Any, rows: list[dict]) -> list[Completion]:
-        tokenizer = self.tokenizer
         device = next(model.parameters()).device
         eos_ids = self._eos_token_ids()
         done: list[Optional[Completion]] = [None] * len(rows)
