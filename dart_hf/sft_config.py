@@ -53,7 +53,8 @@ class DartSFTConfig(SFTConfig):
         super().__post_init__()
         if self.expert_weight < 0 or self.explore_weight < 0:
             raise ValueError(
-                f"`expert_weight` and `explore_weight` must be >= 0, got {self.expert_weight} and {self.explore_weight}."
+                "`expert_weight` and `explore_weight` must be >= 0, "
+                f"got {self.expert_weight} and {self.explore_weight}."
             )
         if self.expert_weight == 0 and self.explore_weight == 0:
             raise ValueError("`expert_weight` and `explore_weight` cannot both be 0: nothing would be trained.")

@@ -110,7 +110,7 @@ def build_tiny_student(out_dir: PathLike, *, arch: str = "qwen2", seed: int = 0)
         seed: weight-initialisation seed; the same seed gives byte-identical files.
 
     The checkpoint has a byte-level BPE vocabulary of ~400 tokens, hidden size 32, 2 layers and
-    a 512-token context; eos = pad-free `<|im_end|>`, pad = `<|endoftext|>`.
+    a 512-token context; eos = `<|im_end|>`, pad = `<|endoftext|>`.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -166,7 +166,8 @@ def smollm2_gguf_path() -> str:
         path = Path(location) / SMOLLM2_GGUF
         if path.is_file():
             return str(path)
-    raise FileNotFoundError(hint + f" (package found at {list(spec.submodule_search_locations)}, but no {SMOLLM2_GGUF})")
+    found = list(spec.submodule_search_locations)
+    raise FileNotFoundError(f"{hint} (package found at {found}, but without {SMOLLM2_GGUF})")
 
 
 def gguf_to_checkpoint(gguf_path: PathLike, out_dir: PathLike) -> str:

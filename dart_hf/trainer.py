@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,14 @@ STUDENT_START_COLUMN = "dart_student_start"
 #: Per-token column added during dataset preparation: 1 for completion tokens written by the student.
 EXPLORE_MASK_COLUMN = "explore_mask"
 #: Columns a DART prompt-completion row needs for training; the adapter's bookkeeping columns are dropped early.
-_DART_TRAIN_COLUMNS = ("prompt", "completion", STUDENT_START_COLUMN, EXPLORE_MASK_COLUMN, "tools", "chat_template_kwargs")
+_DART_TRAIN_COLUMNS = (
+    "prompt",
+    "completion",
+    STUDENT_START_COLUMN,
+    EXPLORE_MASK_COLUMN,
+    "tools",
+    "chat_template_kwargs",
+)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -50,8 +58,6 @@ _DART_TRAIN_COLUMNS = ("prompt", "completion", STUDENT_START_COLUMN, EXPLORE_MAS
 
 def _chat_kwargs(example: dict[str, Any], chat_template: Optional[str]) -> dict[str, Any]:
     """The `apply_chat_template` kwargs TRL's `tokenize_fn` uses, so our rendering matches its token ids."""
-    import json
-
     tools = example.get("tools")
     tools = json.loads(tools) if isinstance(tools, str) else tools
     return {"chat_template": chat_template, "tools": tools, **(example.get("chat_template_kwargs") or {})}
@@ -98,13 +104,19 @@ def explore_mask_for_example(
         return [0] * len(ids)
 
     if getattr(tokenizer, "is_fast", False):
-        text = tokenizer.apply_chat_template(full_messages, tokenize=False, **kwargs) if conversational else prompt + content
+        if conversational:
+            text = tokenizer.apply_chat_template(full_messages, tokenize=False, **kwargs)
+        else:
+            text = prompt + content
         position = text.rfind(content)
         if position >= 0:
             boundary = position + start
             encoded = tokenizer(text, add_special_tokens=not conversational, return_offsets_mapping=True)
             if list(encoded["input_ids"]) == ids:
-                return [1 if end > boundary else 0 for _, end in encoded["offset_mapping"]]
+                # The student's text ends the completion, so everything from its first token on is the student's
+                # (including template suffix tokens, whatever their offsets)
+                first = next((k for k, (_, end) in enumerate(encoded["offset_mapping"]) if end > boundary), len(ids))
+                return [0] * first + [1] * (len(ids) - first)
 
     # Fallback: the expert part rendered alone shares its tokens with the full sequence up to the boundary
     if conversational:
@@ -185,6 +197,18 @@ class DartTrainer(SFTTrainer):
 
     _tag_names = ["trl", "sft", "dart"]
     _name = "DART"
+    _paper = {
+        "title": "Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware Exploration",
+        "id": "2505.20700",
+        "citation": (
+            "@article{dart2025,\n"
+            "    title   = {{Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware "
+            "Exploration}},\n"
+            "    journal = {arXiv preprint arXiv:2505.20700},\n"
+            "    year    = 2025,\n"
+            "}"
+        ),
+    }
 
     def __init__(
         self,
@@ -200,9 +224,10 @@ class DartTrainer(SFTTrainer):
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "model")
             args = DartSFTConfig(f"{str(name).rstrip('/').split('/')[-1]}-DART")
         elif not isinstance(args, DartSFTConfig):
-            dict_args = args.to_dict()
-            dict_args["hub_token"] = args.hub_token  # to_dict hides it
-            args = DartSFTConfig(**dict_args)
+            # Field by field rather than `to_dict()`, which masks `*_token` values (hub_token, eos_token, pad_token)
+            names = {f.name for f in dataclasses.fields(DartSFTConfig) if f.init}
+            values = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.init and f.name in names}
+            args = DartSFTConfig(**values)
 
         self._dart_weighted = (args.expert_weight, args.explore_weight) != (1.0, 1.0)
         if self._dart_weighted:
@@ -228,6 +253,15 @@ class DartTrainer(SFTTrainer):
             processing_class=processing_class,
             **kwargs,
         )
+
+        parallelism = self.accelerator.parallelism_config
+        if self._dart_weighted and parallelism is not None and (
+            getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False)
+        ):
+            raise NotImplementedError(
+                "Provenance weights are not supported with context/sequence parallelism: `explore_mask` is not sharded "
+                "along the sequence like the inputs."
+            )
 
         # TRL builds its collator itself (and refuses a custom one with padding-free/BFD packing), so swap in ours
         # afterwards with the same settings
@@ -325,6 +359,15 @@ class DartTrainer(SFTTrainer):
             dataset = dataset.shuffle(seed=args.seed)
         return dataset
 
+    def evaluate(self, eval_dataset=None, ignore_keys: Optional[list[str]] = None, metric_key_prefix: str = "eval"):
+        """Like `SFTTrainer.evaluate`; a dataset passed here is filtered of unusable DART rows like at init."""
+        if self.args.filter_unusable and eval_dataset is not None and not isinstance(eval_dataset, str):
+            if isinstance(eval_dataset, dict):
+                eval_dataset = {key: _filter_unusable(ds, key) for key, ds in eval_dataset.items()}
+            else:
+                eval_dataset = _filter_unusable(eval_dataset, metric_key_prefix)
+        return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
     # ---- loss ------------------------------------------------------------------------------------------------------
 
     def _token_weights(self, labels: torch.Tensor, explore_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -334,7 +377,8 @@ class DartTrainer(SFTTrainer):
         weights = torch.full(shift_labels.shape, float(self.args.expert_weight), device=labels.device)
         if explore_mask is not None:
             explore = explore_mask[..., 1:].to(labels.device).bool()
-            weights = torch.where(explore, torch.as_tensor(float(self.args.explore_weight), device=labels.device), weights)
+            explore_weight = torch.as_tensor(float(self.args.explore_weight), device=labels.device)
+            weights = torch.where(explore, explore_weight, weights)
         return weights * trained
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
@@ -347,7 +391,8 @@ class DartTrainer(SFTTrainer):
         if not self._dart_weighted or num_items_in_batch is None:
             return batch_samples, num_items_in_batch
         total = sum(
-            self._token_weights(batch["labels"], batch.get(EXPLORE_MASK_COLUMN)).sum().double() for batch in batch_samples
+            self._token_weights(batch["labels"], batch.get(EXPLORE_MASK_COLUMN)).sum().double()
+            for batch in batch_samples
         )
         total = torch.as_tensor(total, dtype=torch.float64).to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
@@ -364,7 +409,9 @@ class DartTrainer(SFTTrainer):
             return self._weighted_loss(model, inputs, explore_mask, mode, return_outputs, num_items_in_batch)
 
         recorder = _RecordingModel(model)
-        result = super().compute_loss(recorder, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        result = super().compute_loss(
+            recorder, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+        )
         outputs = recorder.outputs
         log_probs = getattr(outputs, "log_probs", None) if outputs is not None else None
         labels = inputs.get("labels")
@@ -426,10 +473,12 @@ class DartTrainer(SFTTrainer):
                     local_tokens = inputs["attention_mask"].sum()
                 else:
                     local_tokens = torch.tensor(inputs["input_ids"].size(1), device=inputs["input_ids"].device)
-                self._total_train_tokens += self.accelerator.gather_for_metrics(local_tokens).sum().item() // self._tp_size
+                num_tokens = self.accelerator.gather_for_metrics(local_tokens).sum().item()
+                self._total_train_tokens += num_tokens // self._tp_size
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             if self.aux_loss_enabled and getattr(outputs, "aux_loss", None) is not None:
-                self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())
+                aux_loss = self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item()
+                self._metrics[mode]["aux_loss"].append(aux_loss)
             self._record_provenance(nll.detach(), trained, explore_mask, mode)
         return (loss, outputs) if return_outputs else loss
 
@@ -443,7 +492,9 @@ class DartTrainer(SFTTrainer):
             explore = torch.zeros_like(trained)
         expert = trained & ~explore
         nll = nll.double()
-        stats = torch.stack([(nll * expert).sum(), expert.sum().double(), (nll * explore).sum(), explore.sum().double()])
+        stats = torch.stack(
+            [(nll * expert).sum(), expert.sum().double(), (nll * explore).sum(), explore.sum().double()]
+        )
         stats = self.accelerator.gather(stats[None]).sum(0)
         self._provenance[mode] += stats.cpu()
 

@@ -45,20 +45,32 @@ class DartTrainScriptArguments(ScriptArguments):
     )
 
 
+def _only_train(name: str, split: str) -> None:
+    if split != "train":
+        raise ValueError(
+            f"{name} holds a single dataset, used as the 'train' split; there is no {split!r} split. Use a DatasetDict "
+            "folder or a Hub dataset with that split, or set eval_strategy: 'no'."
+        )
+
+
 def load_split(
     name: str, split: str, config: Optional[str] = None, streaming: bool = False
 ) -> datasets.Dataset | datasets.IterableDataset:
-    """One split of a Hub dataset, a `save_to_disk` folder or a data file (a single file is its own 'train' split)."""
+    """One split of a Hub dataset, a `save_to_disk` folder or a data file (a single file only has a 'train' split)."""
     if os.path.isfile(name):
         ext = os.path.splitext(name)[1].lower()
         if ext not in _FILE_BUILDERS:
             raise ValueError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
-        return datasets.load_dataset(_FILE_BUILDERS[ext], data_files={split: name}, split=split, streaming=streaming)
-    if os.path.isdir(name) and (
-        os.path.isfile(os.path.join(name, "dataset_info.json")) or os.path.isfile(os.path.join(name, "dataset_dict.json"))
-    ):
+        _only_train(name, split)
+        builder = _FILE_BUILDERS[ext]
+        return datasets.load_dataset(builder, data_files={"train": name}, split="train", streaming=streaming)
+    saved_markers = ("dataset_info.json", "dataset_dict.json")
+    if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, marker)) for marker in saved_markers):
         loaded = datasets.load_from_disk(name)
-        return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        if isinstance(loaded, datasets.DatasetDict):
+            return loaded[split]
+        _only_train(name, split)
+        return loaded
     return datasets.load_dataset(name, name=config, split=split, streaming=streaming)
 
 

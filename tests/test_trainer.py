@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from dart_hf.sft_config import DartSFTConfig
 from dart_hf.trainer import DartDataCollator, DartTrainer, explore_mask_for_example
 
 REPO = Path(__file__).resolve().parents[1]
-EXPERT = "We add the numbers {i} and 3.\n\n"
+EXPERT = "We add the numbers {i} and 3 (café ≥ 0).\n\n"  # non-ASCII: offsets are characters, not bytes
 STUDENT = "So {i} + 3 = {s}. The answer is \\boxed{{{s}}}."
 
 
@@ -161,8 +162,9 @@ def test_collator_pads_and_concatenates_explore_mask():
 def test_trains_filters_and_logs_provenance(tiny_student, tokenizer, tmp_path):
     dataset = Dataset.from_list(dart_rows(8, with_error=True))
     args = make_args(tmp_path, max_steps=6, gradient_accumulation_steps=2)
-    trainer = make_trainer(tiny_student, tokenizer, dataset, args)
+    trainer = make_trainer(tiny_student, tokenizer, dataset, args, eval_dataset=dataset.select(range(4, 9)))
     assert len(trainer.train_dataset) == 8  # the error row is dropped
+    assert len(trainer.eval_dataset) == 4
     before = params(trainer)
     logs = train_logs(trainer)
     assert logs[-1]["loss"] < logs[0]["loss"]
@@ -171,6 +173,15 @@ def test_trains_filters_and_logs_provenance(tiny_student, tokenizer, tmp_path):
         assert 0 < entry["explore_token_share"] < 1
     after = params(trainer)
     assert any(not torch.equal(before[n], after[n]) for n in before)
+    metrics = trainer.evaluate()
+    assert {"eval_loss", "eval_expert_loss", "eval_explore_loss", "eval_explore_token_share"} <= metrics.keys()
+
+
+def test_accepts_plain_sft_config(tiny_student, tokenizer, tmp_path):
+    trainer = make_trainer(tiny_student, tokenizer, Dataset.from_list(dart_rows(2)), make_args(tmp_path, SFTConfig))
+    assert isinstance(trainer.args, DartSFTConfig)
+    assert (trainer.args.expert_weight, trainer.args.explore_weight) == (1.0, 1.0)
+    assert trainer.args.max_length == 128 and not trainer.args.gradient_checkpointing
 
 
 def test_default_weights_equal_sft_trainer_and_weighted_path_is_a_weighted_mean(tiny_student, tokenizer, tmp_path):
@@ -231,16 +242,40 @@ def test_explore_weight_zero_ignores_student_text(tiny_student, tokenizer, tmp_p
     other = "Hence the sum is {s}; final answer: \\boxed{{{s}}}. I hope it is correct."
     common = dict(max_steps=1, optim="sgd", learning_rate=1.0, explore_weight=0.0)
     a = make_trainer(tiny_student, tokenizer, Dataset.from_list(dart_rows(4)), make_args(tmp_path, **common))
-    b = make_trainer(tiny_student, tokenizer, Dataset.from_list(dart_rows(4, student=other)), make_args(tmp_path, **common))
+    changed = Dataset.from_list(dart_rows(4, student=other))
+    b = make_trainer(tiny_student, tokenizer, changed, make_args(tmp_path, **common))
     train_logs(a)
     train_logs(b)
     assert_params_close(params(a), params(b), atol=1e-6)
     # ... whereas with the student's tokens weighted, the update differs
-    c = make_trainer(
-        tiny_student, tokenizer, Dataset.from_list(dart_rows(4, student=other)), make_args(tmp_path, **{**common, "explore_weight": 1.0})
-    )
+    c = make_trainer(tiny_student, tokenizer, changed, make_args(tmp_path, **{**common, "explore_weight": 1.0}))
     train_logs(c)
     assert any(not torch.allclose(params(a)[n], params(c)[n], atol=1e-6) for n in params(a))
+
+
+def test_trains_on_real_dart_adapter_output(tiny_student, tokenizer, tmp_path):
+    """The contract with `DartAdapter`: its output trains as is, and `explore_mask` covers the explored text."""
+    from scripted import TEMPLATE, ScriptedBackend, expert
+
+    from dart_hf import DartAdapter, DartConfig
+
+    rows = [
+        {"problem": "What is 6*7?", "solution": expert(3), "answer": "42"},
+        {"problem": "broken", "solution": "", "answer": "42"},
+        {"problem": "What is 40+2?", "solution": expert(3), "answer": "42"},
+    ]
+    ok, lost = [True] * 4, [False, False, None, False]
+    backend = ScriptedBackend(sim={0: ok, 1: ok, 2: lost, 3: ok})
+    adapter = DartAdapter(backend, DartConfig(prompt_template=TEMPLATE), progress=False)
+    adapted = Dataset.from_list(rows).map(adapter, batched=True)
+    explored = adapted[0]
+    assert explored["dart_action"] == "explore" and adapted[1]["dart_action"] == "error"
+    trainer = make_trainer(tiny_student, tokenizer, adapted, make_args(tmp_path, max_steps=1))
+    assert len(trainer.train_dataset) == 2
+    row = trainer.train_dataset[0]
+    student = tokenizer.decode([t for t, m in zip(row["input_ids"], row["explore_mask"]) if m])
+    assert student == explored["dart_solution"][explored["dart_student_start"]:] + "<|im_end|>\n"
+    assert {"expert_loss", "explore_loss"} <= train_logs(trainer)[0].keys()
 
 
 # ---- drop-in: other dataset types --------------------------------------------------------------------------------
@@ -252,7 +287,8 @@ def test_drop_in_on_plain_prompt_completion_and_messages(tiny_student, tokenizer
     messages = Dataset.from_list([{"messages": r["prompt"] + r["completion"]} for r in rows])
     for dataset in (prompt_completion, messages):
         args = dict(max_steps=1, optim="sgd")
-        sft_logs = train_logs(make_trainer(tiny_student, tokenizer, dataset, make_args(tmp_path, SFTConfig, **args), SFTTrainer))
+        sft = make_trainer(tiny_student, tokenizer, dataset, make_args(tmp_path, SFTConfig, **args), SFTTrainer)
+        sft_logs = train_logs(sft)
         dart = make_trainer(tiny_student, tokenizer, dataset, make_args(tmp_path, **args))
         assert "explore_mask" not in dart.train_dataset.column_names
         dart_logs = train_logs(dart)
@@ -268,7 +304,8 @@ def test_drop_in_on_plain_prompt_completion_and_messages(tiny_student, tokenizer
 def test_packing_carries_explore_mask(tiny_student, tokenizer, tmp_path, strategy):
     dataset = Dataset.from_list(dart_rows(8))
     unpacked = make_trainer(tiny_student, tokenizer, dataset, make_args(tmp_path, max_steps=1)).train_dataset
-    args = make_args(tmp_path, packing=True, packing_strategy=strategy, max_length=160, max_steps=2)
+    # explore_weight != 1 also runs DartTrainer's own loss on the padding-free packed batches
+    args = make_args(tmp_path, packing=True, packing_strategy=strategy, max_length=160, max_steps=2, explore_weight=0.5)
     trainer = make_trainer(tiny_student, tokenizer, dataset, args)
     packed = trainer.train_dataset
     assert len(packed) < len(unpacked)
@@ -329,8 +366,6 @@ def test_recipe_trains_from_config_with_cli_override(tiny_student, tmp_path):
     out = tmp_path / "outputs/smoke/trained"
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert (out / "tokenizer.json").is_file()
-    import json
-
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert any("explore_loss" in entry for entry in state["log_history"])

@@ -20,7 +20,7 @@ def chat(tokenizer, content: str) -> str:
 
 @pytest.fixture(scope="module")
 def backend(tiny_student) -> TransformersBackend:
-    return TransformersBackend(tiny_student, batch_size=64)
+    return TransformersBackend(tiny_student, device="cpu", batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +70,35 @@ class ScriptedLogits:
         self.handle.remove()
 
 
+# ---------------------------------------------------------------------------- test assets
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_tiny_student_is_deterministic_and_fast(tmp_path, arch):
+    from transformers import AutoModelForCausalLM
+
+    from dart_hf.testing import build_tiny_student
+
+    start = time.perf_counter()
+    a = build_tiny_student(tmp_path / "a", arch=arch, seed=3)
+    assert time.perf_counter() - start < 3
+    b = build_tiny_student(tmp_path / "b", arch=arch, seed=3)
+    c = build_tiny_student(tmp_path / "c", arch=arch, seed=4)
+    files = sorted(os.listdir(a))
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= set(files)
+    read = lambda d, f: open(os.path.join(d, f), "rb").read()  # noqa: E731
+    assert all(read(a, f) == read(b, f) for f in files)
+    assert read(a, "model.safetensors") != read(c, "model.safetensors")
+    model = AutoModelForCausalLM.from_pretrained(a)
+    assert 5_000 < model.num_parameters() < 100_000
+    assert model.config.model_type == arch
+
+
 # ---------------------------------------------------------------------------- protocol, lazy loading
 
 
 def test_protocol_and_lazy_properties(tiny_student):
-    b = TransformersBackend(tiny_student)
+    b = TransformersBackend(tiny_student, device="cpu")
     assert isinstance(b, GenerationBackend)
     assert b.context_length == 512
     assert b.tokenizer.eos_token == "<|im_end|>"
@@ -112,7 +136,7 @@ def test_batch_independence(tiny_student, backend, prompts):
     ]
     together = backend.generate([others[0], target, others[1]])[1]
     same(alone, together)
-    small_batches = TransformersBackend(tiny_student, batch_size=2)
+    small_batches = TransformersBackend(tiny_student, device="cpu", batch_size=2)
     same(alone, small_batches.generate([others[1], target, others[0]])[1])
 
 
@@ -121,7 +145,8 @@ def test_prefill_micro_batches_do_not_change_results(tiny_student, backend, prom
         GenerationRequest(p, n=2, seed=i, temperature=0.8, max_new_tokens=30) for i, p in enumerate(prompts + prompts)
     ]
     one_prefill = backend.generate(reqs)
-    per_prompt = TransformersBackend(tiny_student, prefill_tokens=1).generate(reqs)  # one prompt per forward
+    # prefill_tokens=1: one prompt per prefill forward, caches left-padded and merged afterwards
+    per_prompt = TransformersBackend(tiny_student, device="cpu", prefill_tokens=1).generate(reqs)
     for a, b in zip(one_prefill, per_prompt):
         same(a, b)
 
@@ -142,7 +167,7 @@ def test_same_seed_same_samples_different_seed_different(backend, prompts):
 
 
 def test_greedy_matches_model_generate(tiny_student, prompts):
-    b = TransformersBackend(tiny_student, stop_at_answer=False)
+    b = TransformersBackend(tiny_student, device="cpu", stop_at_answer=False)
     tok, model = b.tokenizer, b.model
     # > 64 new tokens: the in-place KV cache has to grow past its first reservation
     reqs = [GenerationRequest(p, n=1, seed=0, temperature=0, max_new_tokens=150) for p in prompts]
@@ -177,7 +202,7 @@ def test_models_with_other_cache_layers_use_transformers_cache(tiny_student, pro
 
 
 def test_logprob_is_raw_mean_of_teacher_forced_pass(tiny_student, prompts, monkeypatch):
-    b = TransformersBackend(tiny_student, stop_at_answer=False)
+    b = TransformersBackend(tiny_student, device="cpu", stop_at_answer=False)
     captured = capture_token_ids(b, monkeypatch)
     reqs = [
         GenerationRequest(prompts[0], n=2, seed=7, temperature=0.7, top_p=0.8, max_new_tokens=16),
@@ -201,7 +226,7 @@ def test_logprob_is_raw_mean_of_teacher_forced_pass(tiny_student, prompts, monke
 
 
 def test_max_new_tokens_and_context_cap(tiny_student, backend, prompts):
-    b = TransformersBackend(tiny_student, stop_at_answer=False)
+    b = TransformersBackend(tiny_student, device="cpu", stop_at_answer=False)
     eos = b.tokenizer.eos_token_id
     # force "no EOS" so lengths are exact: ban the EOS logit
     handle = b.model.get_output_embeddings().register_forward_hook(
@@ -225,7 +250,7 @@ def test_max_new_tokens_and_context_cap(tiny_student, backend, prompts):
 
 
 def test_stop_on_eos_counts_the_eos_token(tiny_student, prompts):
-    b = TransformersBackend(tiny_student)
+    b = TransformersBackend(tiny_student, device="cpu")
     tok = b.tokenizer
     script = tok(" so 5", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     hook = ScriptedLogits(b.model, script)
@@ -241,10 +266,11 @@ def test_stop_on_eos_counts_the_eos_token(tiny_student, prompts):
     [
         (r" so the answer is \boxed{7}. Then more text follows", r" so the answer is \boxed{7}"),
         (r" hence $\boxed{\frac{1}{2}}$ and so on and so on", r" hence $\boxed{\frac{1}{2}}"),
+        (r" put it in \boxed{}. So \boxed{7}. More text", r" put it in \boxed{}. So \boxed{7}"),  # empty box: no stop
     ],
 )
 def test_stop_at_answer(tiny_student, prompts, script_text, expected):
-    b = TransformersBackend(tiny_student)
+    b = TransformersBackend(tiny_student, device="cpu")
     tok = b.tokenizer
     script = tok(script_text, add_special_tokens=False)["input_ids"]
     pieces = [tok.decode([t]) for t in script]
@@ -273,12 +299,12 @@ def test_stop_at_answer(tiny_student, prompts, script_text, expected):
 def test_fingerprint_of_paths_and_ids_without_loading(tiny_student, tmp_path):
     from dart_hf.testing import build_tiny_student
 
-    a, b = TransformersBackend(tiny_student), TransformersBackend(tiny_student)
+    a, b = TransformersBackend(tiny_student, device="cpu"), TransformersBackend(tiny_student)
     assert a.fingerprint == b.fingerprint
     assert tiny_student in a.fingerprint
     other = TransformersBackend(build_tiny_student(tmp_path / "other", seed=1))
     assert other.fingerprint != a.fingerprint
-    assert TransformersBackend(tiny_student, stop_at_answer=False).fingerprint != a.fingerprint
+    assert TransformersBackend(tiny_student, device="cpu", stop_at_answer=False).fingerprint != a.fingerprint
     assert not (a.is_loaded or b.is_loaded or other.is_loaded)
 
     hub = TransformersBackend("org/student", revision="v1")
@@ -325,17 +351,19 @@ def test_loaded_model_without_tokenizer_source_is_a_clear_error(tiny_student):
 @pytest.fixture(scope="module")
 def smollm2(smollm2_gguf) -> TransformersBackend:
     b = TransformersBackend(smollm2_gguf, batch_size=32)
-    b.model  # load once for the module
+    b.model, b.tokenizer  # load once for the module
     return b
 
 
 @pytest.mark.slow
 def test_smollm2_gguf_generates_and_stops_at_answer(smollm2):
-    from dart_hf.answers import has_complete_boxed
+    from dart_hf.answers import extract_boxed
 
     tok = smollm2.tokenizer
     reqs = [
-        GenerationRequest(chat(tok, r"What is 2 + 3? Put the final answer in \boxed{}."), n=2, seed=0, max_new_tokens=64),
+        GenerationRequest(
+            chat(tok, r"What is 2 + 3? Put the final answer in \boxed{}."), n=2, seed=0, max_new_tokens=64
+        ),
         GenerationRequest(
             chat(tok, r"What is 2 + 3? Please reason step by step, and put your final answer within \boxed{}."),
             n=6,
@@ -354,10 +382,10 @@ def test_smollm2_gguf_generates_and_stops_at_answer(smollm2):
     for c in out[0] + out[1]:
         print(repr(c))
         assert c.text.strip() and 1 <= c.num_tokens <= 96
-        if has_complete_boxed(c.text):  # the row stopped right after the closing brace
+        if extract_boxed(c.text) is not None:  # the row stopped right after the closing brace
             assert c.finish_reason == "answer" and c.text.endswith("}")
         if c.finish_reason == "answer":
-            assert has_complete_boxed(c.text)
+            assert extract_boxed(c.text) is not None
 
     # Two-shot prompt: the weak model reliably writes "\\boxed{5}." -> the row stops at the brace.
     shots = []
@@ -376,8 +404,9 @@ def test_smollm2_gguf_generates_and_stops_at_answer(smollm2):
 @pytest.mark.slow
 def test_smollm2_fingerprints(smollm2, smollm2_gguf):
     assert smollm2_gguf in smollm2.fingerprint
+    model, tokenizer = smollm2.model, smollm2.tokenizer
     start = time.perf_counter()
-    fp = TransformersBackend(smollm2.model, smollm2.tokenizer).fingerprint
+    fp = TransformersBackend(model, tokenizer).fingerprint  # samples every parameter tensor
     assert time.perf_counter() - start < 0.2
     assert fp.startswith("model:")
 
@@ -391,10 +420,10 @@ def test_gguf_to_checkpoint_round_trip(smollm2, tmp_path):
     folder = gguf_to_checkpoint(smollm2_gguf_path(), tmp_path / "smollm2")
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.config.architectures == [type(smollm2.model).__name__]
-    ckpt = TransformersBackend(folder)
+    ckpt = TransformersBackend(folder, device=smollm2.model.device)
     assert ckpt.context_length == smollm2.context_length
     prompt = chat(smollm2.tokenizer, "Name three colors.")
     req = [GenerationRequest(prompt, n=1, seed=0, temperature=0, max_new_tokens=16)]
     (a,), (b,) = smollm2.generate(req)[0], ckpt.generate(req)[0]
     assert (a.text, a.num_tokens) == (b.text, b.num_tokens)
-    assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+    assert a.logprob == pytest.approx(b.logprob, abs=1e-3)

@@ -518,9 +518,11 @@ class TransformersBackend:
         ids = row["tokens"]
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         if reason == "answer":
-            spans = _boxed_spans(text)
-            if spans:  # the closing token may carry more ("}." / "}$"): end the text at the brace
-                text = text[: spans[0][1] + 1]
+            # the closing token may carry more ("}." / "}$"): end the text at the brace that closed the
+            # first non-empty box (empty `\\boxed{}` echoes of the instruction do not stop a row)
+            ends = [end for start, end in _boxed_spans(text) if text[start:end].strip()]
+            if ends:
+                text = text[: ends[0] + 1]
         return Completion(text=text, num_tokens=len(ids), logprob=row["logprob_sum"] / len(ids), finish_reason=reason)
 
 
