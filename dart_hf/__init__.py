@@ -6,11 +6,26 @@ from .config import DartConfig
 
 __version__ = "0.1.0"
 
+# TRL is heavy to import: the trainer names load on first access.
+_LAZY = {"DartTrainer": ".trainer", "DartDataCollator": ".trainer", "DartSFTConfig": ".sft_config"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'dart_hf' has no attribute {name!r}")
+
+
 __all__ = [
     "OUTPUT_COLUMNS",
     "Completion",
     "DartAdapter",
     "DartConfig",
+    "DartDataCollator",
+    "DartSFTConfig",
+    "DartTrainer",
     "GenerationBackend",
     "GenerationRequest",
     "is_usable",

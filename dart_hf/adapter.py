@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 
 from tqdm.auto import tqdm
 
-from .backends.base import GenerationBackend, derive_seed
+from .backends.base import derive_seed
 from .config import DartConfig
 from .examples import Example, ExampleError, parse_example
 from .exploration import select_continuation
@@ -92,7 +92,7 @@ class DartAdapter:
         self.config = config if config is not None else DartConfig()
         if not isinstance(self.config, DartConfig):
             raise TypeError(f"config must be a DartConfig, got {type(self.config).__name__}")
-        if isinstance(student, GenerationBackend):
+        if _is_backend(student):
             if tokenizer is not None:
                 raise ValueError("pass the tokenizer to the backend, not to DartAdapter")
             self.backend = student
@@ -205,6 +205,17 @@ class DartAdapter:
         out["prompt"] = example.context
         out["completion"] = [{"role": "assistant", "content": out["dart_solution"]}]
         return out
+
+
+def _is_backend(obj: Any) -> bool:
+    """Duck-typed (an isinstance check against the Protocol would touch lazy properties and load files)."""
+    import os
+
+    import torch
+
+    if isinstance(obj, (str, os.PathLike, torch.nn.Module)):
+        return False
+    return callable(getattr(type(obj), "generate", None)) and hasattr(type(obj), "__dict__") and "fingerprint" in dir(obj)
 
 
 def _tokens(rollouts: dict[int, list[Rollout]]) -> int:

@@ -6,10 +6,7 @@ import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
-
-GapRule = Union[str, Callable[[Sequence[float]], Optional[int]]]
-Splitter = Union[None, str, "re.Pattern[str]", Callable[[str], list]]
+from typing import Any, Optional
 
 GAP_RULES = ("drop", "threshold")
 SELECTIONS = ("logprob", "shortest", "random")
@@ -37,9 +34,11 @@ class DartConfig:
     max_new_tokens: int = field(default=1024, metadata={"help": "Cap on tokens generated per rollout."})
 
     # Gap detection
-    gap_rule: GapRule = field(
+    # Typed `str` so TrlParser/HfArgumentParser can read it from YAML; the Python API also accepts a
+    # callable `(scores) -> gap index (1-based) or None`.
+    gap_rule: str = field(
         default="drop",
-        metadata={"help": "'drop', 'threshold', or a callable `(scores) -> gap index (1-based) or None`."},
+        metadata={"help": "'drop', 'threshold' (or, from Python, a callable `(scores) -> 1-based gap index or None`)."},
     )
     gap_margin: float = field(
         default=0.5, metadata={"help": "`drop` rule: gap at the first t with f[t-1] - f[t] >= margin."}
@@ -62,9 +61,9 @@ class DartConfig:
     max_steps: Optional[int] = field(
         default=None, metadata={"help": "Merge adjacent paragraphs into at most this many steps."}
     )
-    splitter: Splitter = field(
+    splitter: Optional[str] = field(  # also a compiled pattern or a callable `text -> steps` from Python
         default=None,
-        metadata={"help": "None (paragraphs), a regex matching step separators, or a callable text -> steps."},
+        metadata={"help": "None (paragraphs), a regex matching step separators (or, from Python, a callable text -> steps)."},
     )
 
     seed: int = field(default=0, metadata={"help": "Base seed; every example derives its own from it."})

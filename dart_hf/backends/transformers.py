@@ -134,6 +134,9 @@ class TransformersBackend:
         self.stop_at_answer = bool(stop_at_answer)
         self.tokens_generated = 0
         self._device = torch.device(device) if device is not None else None
+        self._device_given = device is not None
+        self._tokenizer_given = tokenizer is not None
+        self._single_thread = False
         self._dtype = _resolve_dtype(dtype)
         self._model: Any = None
         self._tokenizer: Any = tokenizer
@@ -255,6 +258,26 @@ class TransformersBackend:
 
     def __repr__(self) -> str:
         return f"TransformersBackend({self.fingerprint!r}, loaded={self.is_loaded})"
+
+    def __getstate__(self) -> dict:
+        """Ship ids and paths, not lazily loaded weights: each `map` worker loads its own copy."""
+        state = self.__dict__.copy()
+        if self._kind != "loaded":
+            state.update(_model=None, _config=None, _pieces=None, _eos_ids=None, _forward_args=None, _plain_cache=None)
+            if not self._tokenizer_given:
+                state["_tokenizer"] = None
+            if not self._device_given:
+                state["_device"] = None
+        state["_pickled_in_pid"] = os.getpid()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        pickled_in = state.pop("_pickled_in_pid", None)
+        self.__dict__.update(state)
+        # In a worker started by the process that pickled us (datasets `num_proc`), torch's OpenMP
+        # pool inherited through fork deadlocks in the first parallel region; one thread per worker
+        # avoids that and is the fair share of the cores anyway.
+        self._single_thread = pickled_in is not None and os.getppid() == pickled_in
 
     # ------------------------------------------------------------------ decoding helpers
 
@@ -411,6 +434,8 @@ class TransformersBackend:
                 raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {r.temperature}, {r.top_p}")
         if not any(r.n for r in requests):
             return [[] for _ in requests]
+        if self._single_thread and torch.get_num_threads() > 1:
+            torch.set_num_threads(1)
 
         model = self.model
         tokenizer = self.tokenizer

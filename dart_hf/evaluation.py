@@ -1,0 +1,85 @@
+"""Accuracy and pass@k of a student on a test split, with the same backends, prompts and verifier as DART."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional
+
+import datasets
+from tqdm.auto import tqdm
+
+from .answers import extract_boxed
+from .backends.base import GenerationBackend
+from .config import DartConfig
+from .examples import Example, ExampleError, parse_example
+from .simulation import rollout
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al., 2021)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod((n - c - i) / (n - i) for i in range(k))
+
+
+def _example(row: dict, config: DartConfig) -> Example:
+    """Test rows may carry only a problem and an answer; the expert solution is optional here."""
+    try:
+        return parse_example(row, config)
+    except ExampleError:
+        gold = row.get(config.answer_column) or extract_boxed(row.get(config.solution_column))
+        problem = row.get(config.problem_column)
+        if not isinstance(problem, str) or not problem.strip() or gold is None:
+            raise
+        padded = dict(row, **{config.solution_column: f"\\boxed{{{gold}}}"})
+        return parse_example(padded, config)
+
+
+def evaluate_student(
+    backend: GenerationBackend,
+    dataset: datasets.Dataset,
+    config: Optional[DartConfig] = None,
+    *,
+    n_samples: int = 1,
+    ks: tuple[int, ...] = (1,),
+    verifier: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with math-verify.
+
+    Returns `accuracy` (mean correct fraction over all samples), `pass@k` for each k, counts, cost and
+    per-row results. Rows that cannot be read are counted in `errors`, not scored.
+    """
+    from .verification import MathVerifier
+
+    config = config or DartConfig()
+    verifier = verifier or MathVerifier(timeout=config.verify_timeout)
+    per_row, errors, tokens = [], 0, 0
+    start = time.perf_counter()
+    for row in tqdm(dataset, desc="evaluate", unit="problem", disable=not progress):
+        try:
+            example = _example(row, config)
+        except ExampleError as err:
+            errors += 1
+            per_row.append({"correct": None, "error": str(err)})
+            continue
+        rollouts = rollout(example, [0], n_samples, "eval", backend, verifier, config)[0]
+        tokens += sum(r.completion.num_tokens for r in rollouts)
+        per_row.append({"correct": sum(r.correct for r in rollouts), "answers": [r.answer for r in rollouts], "error": ""})
+    scored = [r["correct"] for r in per_row if r["correct"] is not None]
+    result: dict[str, Any] = {
+        "n_problems": len(per_row),
+        "n_scored": len(scored),
+        "errors": errors,
+        "n_samples": n_samples,
+        "accuracy": sum(scored) / (len(scored) * n_samples) if scored else float("nan"),
+        "tokens_generated": tokens,
+        "wall_seconds": time.perf_counter() - start,
+        "rows": per_row,
+    }
+    for k in ks:
+        result[f"pass@{k}"] = sum(pass_at_k(n_samples, c, k) for c in scored) / len(scored) if scored else float("nan")
+    return result
