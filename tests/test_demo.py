@@ -1,0 +1,66 @@
+"""`dart-hf demo` at a tiny size: outputs exist and agree with each other."""
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+import pandas as pd
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, check=True):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run([sys.executable, "-m", "dart_hf", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check)
+
+
+def test_demo_outputs_agree(tiny_student, tmp_path):
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--n", "3", "--student", tiny_student, "--n-sim", "2", "--n-explore", "2",
+                   "--max-new-tokens", "8", "--out", str(out))
+    assert "actions:" in proc.stdout and "tokens/s" in proc.stdout
+    names = sorted(os.listdir(out))
+    assert names == ["dataset", "dataset.parquet", "report.html", "stats.json", "stepwise.parquet"]
+
+    ds = datasets.load_from_disk(out / "dataset")
+    parquet = pd.read_parquet(out / "dataset.parquet")
+    stats = json.loads((out / "stats.json").read_text())
+    stepwise = pd.read_parquet(out / "stepwise.parquet")
+
+    assert len(ds) == len(parquet) == stats["n_examples"] == 3
+    assert list(parquet["dart_action"]) == ds["dart_action"]
+    assert sum(stats["actions"].values()) == 3
+    for action, count in stats["actions"].items():
+        assert ds["dart_action"].count(action) == count
+    assert stats["tokens_generated"] == sum(ds["dart_tokens_generated"]) > 0
+    assert stats["config"]["n_sim"] == 2 and stats["config"]["steps_column"] == "steps"
+    # CHAMP's own steps are kept
+    assert all(len(s) >= 2 for s in ds["dart_steps"])
+    usable = [a != "error" for a in ds["dart_action"]]
+    assert len(stepwise) <= sum(usable)
+    assert set(stepwise.columns) >= {"prompt", "completions", "labels"}
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html
+
+
+def test_demo_missing_columns_is_a_clear_error(tiny_student, tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "2"}) + "\n")
+    proc = run_cli("demo", "--student", tiny_student, "--dataset", str(data), "--out", str(tmp_path / "o"), check=False)
+    assert proc.returncode == 2
+    assert "--problem-column" in proc.stderr and "question" in proc.stderr
+
+
+def test_demo_custom_columns_from_a_local_file(tiny_student, tmp_path):
+    data = tmp_path / "data.jsonl"
+    rows = [{"question": "What is 1+1?", "worked": "One and one.\n\nTwo: \\boxed{2}", "final": "2"}]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "o"
+    run_cli("demo", "--student", tiny_student, "--dataset", str(data), "--out", str(out), "--n-sim", "1",
+            "--max-new-tokens", "4", "--problem-column", "question", "--solution-column", "worked",
+            "--answer-column", "final")
+    ds = datasets.load_from_disk(out / "dataset")
+    assert ds["dart_answer"] == ["2"] and ds["dart_action"][0] != "error"

@@ -1,0 +1,48 @@
+"""The smoke pipeline, as a user runs it: recipes/adapt.py -> recipes/train.py -> recipes/evaluate.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+import datasets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROBLEMS = [
+    {"problem": "What is 2 + 3?", "solution": "We add.\n\n2 + 3 = 5.\n\nSo \\boxed{5}."},
+    {"problem": "What is 4 * 2?", "solution": "Multiply.\n\n4 * 2 = 8.\n\n\\boxed{8}"},
+    {"problem": "What is 9 - 6?", "solution": "Subtract.\n\n9 - 6 = 3.\n\n\\boxed{3}"},
+    {"problem": "What is 1 + 1?", "solution": "One more.\n\n\\boxed{2}"},
+]
+
+
+def run(*args):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_adapt_train_evaluate(tiny_student, tmp_path):
+    data = tmp_path / "expert.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in PROBLEMS) + "\n")
+    adapted = tmp_path / "adapted"
+    run("recipes/adapt.py", "--dataset_name", str(data), "--student", tiny_student, "--output_dir", str(adapted),
+        "--n_sim", "2", "--n_explore", "2", "--max_new_tokens", "8", "--temperature", "1.0")
+    assert sorted(os.listdir(adapted)) == ["dataset", "dataset.parquet", "report.html", "stats.json", "stepwise.parquet"]
+    ds = datasets.load_from_disk(adapted / "dataset")
+    assert len(ds) == len(PROBLEMS)
+
+    trained = tmp_path / "trained"
+    run("recipes/train.py", "--config", "recipes/configs/smoke.yaml", "--model_name_or_path", tiny_student,
+        "--dataset_name", str(adapted / "dataset.parquet"), "--output_dir", str(trained), "--max_steps", "2")
+    assert (trained / "config.json").exists()
+    assert any(name.endswith(".safetensors") for name in os.listdir(trained))
+
+    result_file = tmp_path / "eval.json"
+    proc = run("recipes/evaluate.py", "--model", str(trained), "--dataset_name", str(data), "--n_samples", "2",
+               "--ks", "1", "2", "--max_new_tokens", "8", "--output_file", str(result_file))
+    result = json.loads(result_file.read_text())
+    assert result["n_scored"] == len(PROBLEMS)
+    assert 0.0 <= result["accuracy"] <= result["pass@2"] <= 1.0
+    assert "| accuracy | pass@1 | pass@2 |" in proc.stdout.replace("problems | ", "")
