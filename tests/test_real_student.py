@@ -1,0 +1,57 @@
+"""The real SmolLM2-135M student, end to end (slow: loads a 100 MB GGUF and generates on CPU)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import datasets
+import pytest
+
+from dart_hf import DartAdapter, DartConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+HAND_WRITTEN = [
+    {
+        "problem": "Tom has 3 apples and buys 5 more. How many apples does he have now?",
+        "solution": "Tom starts with 3 apples.\n\nHe buys 5 more, so 3 + 5 = 8.\n\nThe answer is \\boxed{8}.",
+    },
+    {
+        "problem": "A pen costs 2 dollars. How much do 4 pens cost?",
+        "solution": "One pen costs 2 dollars.\n\nFour pens cost 4 * 2 = 8 dollars.\n\nSo \\boxed{8}.",
+    },
+    {
+        "problem": "What is half of 10?",
+        "solution": "Half means dividing by 2.\n\n10 / 2 = 5, so the answer is \\boxed{5}.",
+    },
+]
+
+
+@pytest.mark.slow
+def test_smollm2_adapts_hand_written_problems(smollm2_gguf):
+    ds = datasets.Dataset.from_list(HAND_WRITTEN)
+    adapter = DartAdapter(smollm2_gguf, DartConfig(n_sim=4, n_explore=4, max_new_tokens=48), progress=False)
+    out = ds.map(adapter, batched=True, load_from_cache_file=False)
+    assert len(out) == 3
+    assert all(a in ("imitate", "explore", "fallback") for a in out["dart_action"]), out["dart_error"]
+    for row in out:
+        assert len(row["dart_step_success"]) == len(row["dart_steps"]) + 1 == 4
+        assert row["dart_tokens_generated"] > 0
+        # with every expert step given (the last one states the boxed answer), the student succeeds
+        assert row["dart_step_success"][-1] >= 0.5
+        if row["dart_action"] == "explore":
+            start = row["dart_student_start"]
+            assert row["dart_solution"][:start] == "".join(row["dart_steps"][: row["dart_gap_step"] - 1])
+    print(list(zip(out["dart_action"], out["dart_step_success"])))
+
+
+@pytest.mark.slow
+def test_readme_quickstart_runs_as_written():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README has no python quickstart"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([sys.executable, "-c", blocks[0]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"^(imitate|explore|fallback) \[", proc.stdout, flags=re.M), proc.stdout
