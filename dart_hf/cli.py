@@ -100,6 +100,7 @@ def _print_summary(adapted, stats: dict, paths: dict) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The `dart-hf` argument parser (subcommands: `demo`)."""
     parser = argparse.ArgumentParser(prog="dart-hf", description="DART: adapt expert reasoning data to a small student.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo_parser(sub)
@@ -107,6 +108,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the `dart-hf` console script; returns the exit status (2 for bad input)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = make_parser().parse_args(argv)
     if args.command == "demo":

