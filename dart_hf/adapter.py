@@ -175,8 +175,7 @@ class DartAdapter:
             # Explore from the prefix before the gap; `backoff` then tries earlier prefixes, best f first.
             starts = [gap - 1]
             if config.fallback == "backoff":
-                earlier = [t for t in range(gap - 1)]
-                starts += sorted(earlier, key=lambda t: (-(scores[t] if not math.isnan(scores[t]) else -1.0), -t))
+                starts += sorted(range(gap - 1), key=lambda t: (-(scores[t] if not math.isnan(scores[t]) else -1.0), -t))
             chosen: Optional[Rollout] = None
             for t in starts:
                 candidates = [r for r in sim.get(t, []) if r.correct]
