@@ -462,6 +462,17 @@ def _plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
     return _figure_to_data_uri(fig)
 
 
+def _count_bars(ax: Any, labels: Sequence[str], values: list[int], colors: Sequence[str]) -> None:
+    """A bar per label with its count written on top (integer y axis)."""
+    bars = ax.bar(range(len(labels)), values, color=list(colors), width=0.65)
+    for bar, v in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), str(v), ha="center", va="bottom")
+    ax.set_xticks(range(len(labels)), list(labels))
+    ax.set_ylim(0, max(values + [1]) * 1.18 + 0.5)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="y", alpha=0.3)
+
+
 @_styled
 def _plot_gaps(stats: Mapping[str, Any]) -> str:
     fig, ax = _figure(figsize=(5.8, 3.8))
@@ -472,14 +483,7 @@ def _plot_gaps(stats: Mapping[str, Any]) -> str:
     if sum(values) == 0:
         _empty_axes(ax, "no simulated rows")
     else:
-        colors = ["#b0413e"] * 4 + ["#9aa5b1"]
-        bars = ax.bar(range(len(keys)), values, color=colors, width=0.65)
-        for bar, v in zip(bars, values):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), str(v), ha="center", va="bottom")
-        ax.set_xticks(range(len(keys)), names)
-        ax.set_ylim(0, max(values) * 1.18 + 0.5)
-        ax.yaxis.get_major_locator().set_params(integer=True)
-        ax.grid(axis="y", alpha=0.3)
+        _count_bars(ax, names, values, ["#b0413e"] * 4 + ["#9aa5b1"])
     ax.set_xlabel("where the gap falls in the expert solution (gap step / T)")
     ax.set_ylabel("problems")
     ax.set_title("Position of the imitation gap")
@@ -492,13 +496,7 @@ def _plot_actions(stats: Mapping[str, Any]) -> str:
     fig, ax = _figure(figsize=(5.8, 3.8))
     actions = stats.get("actions") or {}
     values = [int(actions.get(a, 0) or 0) for a in ACTIONS]
-    bars = ax.bar(range(len(ACTIONS)), values, color=[_ACTION_COLORS[a] for a in ACTIONS], width=0.65)
-    for bar, v in zip(bars, values):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), str(v), ha="center", va="bottom")
-    ax.set_xticks(range(len(ACTIONS)), list(ACTIONS))
-    ax.set_ylim(0, max(values + [1]) * 1.18 + 0.5)
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    ax.grid(axis="y", alpha=0.3)
+    _count_bars(ax, list(ACTIONS), values, [_ACTION_COLORS[a] for a in ACTIONS])
     ax.set_xlabel("what DART did with the row")
     ax.set_ylabel("problems")
     ax.set_title("Actions")
