@@ -148,7 +148,9 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
 
     trainer.save_model(training_args.output_dir)
     logger.info("Model saved to %s", training_args.output_dir)
-    # model card: dart_hf.cards (rendered and written next to the weights by the lead's card module)
+    card = _model_card(script_args, training_args, model_args)
+    if trainer.accelerator.is_main_process:
+        card.save(os.path.join(training_args.output_dir, "README.md"))
 
     if eval_dataset is not None:
         metrics = trainer.evaluate()
@@ -157,11 +159,35 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
 
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        if trainer.accelerator.is_main_process:  # replace TRL's generic card with the DART one
+            from dart_hf.cards import push_model_card
+
+            push_model_card(trainer.hub_model_id, card, token=training_args.hub_token)
         logger.info("Model pushed to the Hub: %s", trainer.hub_model_id)
 
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
         trainer.end()
     return trainer
+
+
+def _model_card(script_args, training_args, model_args):
+    """DART model card: the DART config comes from the adapt run's stats.json when it sits beside the data."""
+    import json
+
+    from dart_hf.cards import model_card
+
+    dart_config = None
+    stats_path = os.path.join(os.path.dirname(os.path.abspath(script_args.dataset_name)), "stats.json")
+    if os.path.exists(stats_path):
+        with open(stats_path) as fh:
+            dart_config = json.load(fh).get("config")
+    return model_card(
+        base_model=model_args.model_name_or_path,
+        dataset_id=script_args.dataset_name,
+        dart_config=dart_config,
+        training_args=training_args.to_dict(),
+        repo_id=training_args.hub_model_id,
+    )
 
 
 def make_parser() -> TrlParser:

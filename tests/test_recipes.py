@@ -38,6 +38,8 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
         "--dataset_name", str(adapted / "dataset.parquet"), "--output_dir", str(trained), "--max_steps", "2")
     assert (trained / "config.json").exists()
     assert any(name.endswith(".safetensors") for name in os.listdir(trained))
+    card = (trained / "README.md").read_text()
+    assert f"base_model: {tiny_student}" in card and "n_sim" in card  # DART config read from stats.json
 
     result_file = tmp_path / "eval.json"
     proc = run("recipes/evaluate.py", "--model", str(trained), "--dataset_name", str(data), "--n_samples", "2",
