@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from trl import TrlParser
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.data import check_columns, load_expert_dataset
 from dart_hf.report import compute_stats, write_outputs
+from dart_hf.runner import CHUNKS_DIR, adapt_in_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,9 @@ class AdaptScriptArguments:
     max_samples: Optional[int] = field(default=None, metadata={"help": "Adapt only the first N rows."})
     student_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of the student."})
     batch_size: int = field(default=16, metadata={"help": "Rows per datasets.map batch."})
+    chunk_size: int = field(
+        default=64, metadata={"help": "Rows per saved chunk: rerunning after a crash resumes from the last chunk."}
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Push the adapted dataset and its card."})
     hub_dataset_id: Optional[str] = field(default=None, metadata={"help": "Target repo, 'namespace/name'."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
@@ -62,13 +67,16 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> dict:
     adapter = DartAdapter(student, dart_config)
 
     start = time.perf_counter()
-    adapted = dataset.map(adapter, batched=True, batch_size=script_args.batch_size, desc="DART")
-    wall = time.perf_counter() - start
+    adapted = adapt_in_chunks(
+        dataset, adapter, script_args.output_dir, chunk_size=script_args.chunk_size, batch_size=script_args.batch_size
+    )
+    wall = time.perf_counter() - start  # of this invocation: a resumed run counts only what it redid
 
     stats = compute_stats(
         adapted, config=dart_config.to_dict(), wall_seconds=wall, student=script_args.student, source=script_args.dataset_name
     )
     paths = write_outputs(adapted, script_args.output_dir, stats=stats)
+    shutil.rmtree(os.path.join(script_args.output_dir, CHUNKS_DIR), ignore_errors=True)
     logger.info("wrote %s", ", ".join(paths))
     print(f"actions: {stats['actions']}  tokens: {stats['tokens_generated']}  wall: {wall:.0f}s -> {script_args.output_dir}")
     if script_args.push_to_hub:
