@@ -14,6 +14,7 @@ from .config import DartConfig
 
 CHAMP = "champ"
 _NUMERIC_ANSWER = re.compile(r"^-?\d+(\.\d+)?(/\d+)?$")
+_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
 
 def _package_dir(name: str, install_hint: str) -> str:
@@ -55,25 +56,46 @@ def load_champ(n: Optional[int] = None, *, numeric_answers: bool = True, min_ste
     return datasets.Dataset.from_list(rows)
 
 
+def _only_train(name: str, split: str) -> None:
+    if split != "train":
+        raise ValueError(
+            f"{name} holds a single dataset, used as the 'train' split; there is no {split!r} split. Use a DatasetDict "
+            "folder or a Hub dataset with that split, or set eval_strategy: 'no'."
+        )
+
+
+def load_split(
+    name: str, split: str, config: Optional[str] = None, streaming: bool = False, *, strict_split: bool = True
+) -> datasets.Dataset | datasets.IterableDataset:
+    """One split of a Hub dataset, a `save_to_disk` folder or a data file.
+
+    A single file or saved `Dataset` is one split, 'train'; asking it for another split is an error
+    unless `strict_split=False`, which returns it whatever `split` says.
+    """
+    if os.path.isfile(name):
+        ext = os.path.splitext(name)[1].lower()
+        if ext not in _FILE_BUILDERS:
+            raise ValueError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
+        if strict_split:
+            _only_train(name, split)
+        builder = _FILE_BUILDERS[ext]
+        return datasets.load_dataset(builder, data_files={"train": name}, split="train", streaming=streaming)
+    saved_markers = ("dataset_info.json", "dataset_dict.json")
+    if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, marker)) for marker in saved_markers):
+        loaded = datasets.load_from_disk(name)
+        if isinstance(loaded, datasets.DatasetDict):
+            return loaded[split]
+        if strict_split:
+            _only_train(name, split)
+        return loaded
+    return datasets.load_dataset(name, name=config, split=split, streaming=streaming)
+
+
 def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] = None) -> datasets.Dataset:
     """`source`: "champ", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
     if source == CHAMP:
         return load_champ(n)
-    if os.path.isfile(source):
-        ext = os.path.splitext(source)[1].lower()
-        if ext in (".json", ".jsonl"):
-            ds = datasets.Dataset.from_json(source)
-        elif ext == ".parquet":
-            ds = datasets.Dataset.from_parquet(source)
-        elif ext == ".csv":
-            ds = datasets.Dataset.from_csv(source)
-        else:
-            raise ValueError(f"unsupported file type '{ext}' for {source}: use JSON, JSONL, Parquet or CSV")
-    elif os.path.isdir(source):
-        loaded = datasets.load_from_disk(source)
-        ds = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
-    else:
-        ds = datasets.load_dataset(source, split=split)
+    ds = load_split(source, split, strict_split=False)  # `split` only picks within DatasetDicts and Hub sets
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))
     return ds

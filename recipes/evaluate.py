@@ -28,7 +28,7 @@ from dart_hf.evaluation import evaluate_student
 class EvalScriptArguments:
     model: str = field(metadata={"help": "Model to evaluate: Hub id, local folder or .gguf file."})
     dataset_name: str = field(metadata={"help": "'champ', a Hub id, a save_to_disk folder or a data file."})
-    dataset_split: str = field(default="test", metadata={"help": "Split (single files only have 'train')."})
+    dataset_split: str = field(default="test", metadata={"help": "Split of a Hub dataset or DatasetDict folder (single files and datasets are used whole)."})
     max_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate the first N problems."})
     n_samples: int = field(default=1, metadata={"help": "Samples per problem."})
     ks: list[int] = field(default_factory=lambda: [1], metadata={"help": "k values for pass@k (each <= n_samples)."})
@@ -42,8 +42,7 @@ def make_parser() -> TrlParser:
 def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     from dart_hf.backends.transformers import TransformersBackend
 
-    split = args.dataset_split if not os.path.isfile(args.dataset_name) and args.dataset_name != "champ" else "train"
-    dataset = load_expert_dataset(args.dataset_name, split=split, n=args.max_samples)
+    dataset = load_expert_dataset(args.dataset_name, split=args.dataset_split, n=args.max_samples)
     result = evaluate_student(TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks))
     result["model"], result["dataset"] = args.model, args.dataset_name
     os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)

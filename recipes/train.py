@@ -27,12 +27,12 @@ from transformers import AutoTokenizer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
+from dart_hf.data import load_split
 from dart_hf.sft_config import DartSFTConfig
 from dart_hf.trainer import DartTrainer
 
 logger = logging.getLogger(__name__)
 
-_FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
 
 @dataclass
@@ -43,35 +43,6 @@ class DartTrainScriptArguments(ScriptArguments):
     max_train_samples: Optional[int] = field(
         default=None, metadata={"help": "Train on the first N rows only (after loading, before filtering)."}
     )
-
-
-def _only_train(name: str, split: str) -> None:
-    if split != "train":
-        raise ValueError(
-            f"{name} holds a single dataset, used as the 'train' split; there is no {split!r} split. Use a DatasetDict "
-            "folder or a Hub dataset with that split, or set eval_strategy: 'no'."
-        )
-
-
-def load_split(
-    name: str, split: str, config: Optional[str] = None, streaming: bool = False
-) -> datasets.Dataset | datasets.IterableDataset:
-    """One split of a Hub dataset, a `save_to_disk` folder or a data file (a single file only has a 'train' split)."""
-    if os.path.isfile(name):
-        ext = os.path.splitext(name)[1].lower()
-        if ext not in _FILE_BUILDERS:
-            raise ValueError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
-        _only_train(name, split)
-        builder = _FILE_BUILDERS[ext]
-        return datasets.load_dataset(builder, data_files={"train": name}, split="train", streaming=streaming)
-    saved_markers = ("dataset_info.json", "dataset_dict.json")
-    if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, marker)) for marker in saved_markers):
-        loaded = datasets.load_from_disk(name)
-        if isinstance(loaded, datasets.DatasetDict):
-            return loaded[split]
-        _only_train(name, split)
-        return loaded
-    return datasets.load_dataset(name, name=config, split=split, streaming=streaming)
 
 
 def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, model_args: ModelConfig) -> DartTrainer:
