@@ -118,6 +118,9 @@ def test_same_seed_same_samples_when_sequential(server):
     warm = OpenAIServerBackend(url, model, max_concurrency=1)
     warm._ignores_n = True  # goes straight to one request per sample
     assert [c.text for c in warm.generate(requests)[0]] == [c.text for c in first[0]]
+    # a request continuing the stream (adaptive sampling's later rounds) gets samples 1 and 2 again
+    rest = GenerationRequest("What is 2 + 3?", n=2, seed=7, max_new_tokens=6, first_sample=1)
+    assert [c.text for c in warm.generate([rest])[0]] == [c.text for c in first[0][1:]]
 
 
 def test_dead_url_fails_over_to_the_live_one(server):

@@ -161,6 +161,16 @@ def test_same_seed_same_samples_different_seed_different(backend, prompts):
     assert [c.text for c in other] != texts
     # n is a prefix property: the first samples do not depend on how many are asked for
     same(a[:2], backend.generate([GenerationRequest(prompts[0], n=2, seed=123, temperature=1.0, max_new_tokens=24)])[0])
+    # ... and `first_sample` continues the stream: rounds of 1 + 3 give the same four samples
+    rounds = backend.generate(
+        [
+            GenerationRequest(prompts[0], n=1, seed=123, temperature=1.0, max_new_tokens=24),
+            GenerationRequest(prompts[0], n=3, seed=123, temperature=1.0, max_new_tokens=24, first_sample=1),
+        ]
+    )
+    same(a, rounds[0] + rounds[1])
+    with pytest.raises(ValueError, match="first_sample"):
+        backend.generate([GenerationRequest(prompts[0], n=1, seed=1, first_sample=-1)])
 
 
 # ---------------------------------------------------------------------------- correctness of the loop

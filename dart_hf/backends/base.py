@@ -13,7 +13,9 @@ class GenerationRequest:
 
     `seed` fully determines the samples: the backend derives the seed of sample `j` with
     [`sample_seed`][dart_hf.backends.base.sample_seed], so the result never depends on which other
-    requests share a batch.
+    requests share a batch. `first_sample` continues a sample stream: a request with
+    `first_sample=2, n=2` returns samples 2 and 3 of the stream whose samples 0 and 1 an earlier
+    request returned (adaptive sampling draws its rounds this way).
     """
 
     prompt: str
@@ -22,6 +24,8 @@ class GenerationRequest:
     temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 1024
+    first_sample: int = 0
+    tag: str = ""  # free-form label ("sim", "explore"): for logs and test doubles, never for sampling
 
 
 @dataclass

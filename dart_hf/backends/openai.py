@@ -332,14 +332,15 @@ class OpenAIServerBackend:
         if not requests:
             return results
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            # round 1: n choices per request, unless the server is known to ignore `n`
+            # round 1: n choices per request, unless the server is known to ignore `n`; a request that
+            # continues a sample stream (`first_sample > 0`) is drawn sample by sample, each seeded as itself
             if self._ignores_n:
                 jobs = {}
             else:
                 jobs = {
                     (r, None): pool.submit(self._fetch, req, req.n, sample_seed(req.seed, 0))
                     for r, req in enumerate(requests)
-                    if req.n > 0
+                    if req.n > 0 and req.first_sample == 0
                 }
             for (r, _), fut in jobs.items():
                 got = fut.result()
@@ -352,7 +353,9 @@ class OpenAIServerBackend:
                 if not missing:
                     break
                 futures = {
-                    (r, j): pool.submit(self._fetch, requests[r], 1, sample_seed(requests[r].seed, j))
+                    (r, j): pool.submit(
+                        self._fetch, requests[r], 1, sample_seed(requests[r].seed, requests[r].first_sample + j)
+                    )
                     for r, j in missing
                 }
                 done: dict[tuple[int, int], list[Completion]] = {k: f.result() for k, f in futures.items()}

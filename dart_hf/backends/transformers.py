@@ -428,8 +428,11 @@ class TransformersBackend:
         requests = list(requests)
         results: list[list[Optional[Completion]]] = [[None] * r.n for r in requests]
         for r in requests:
-            if r.n < 0 or r.max_new_tokens < 0:
-                raise ValueError(f"n and max_new_tokens must be >= 0, got n={r.n}, max_new_tokens={r.max_new_tokens}")
+            if r.n < 0 or r.max_new_tokens < 0 or r.first_sample < 0:
+                raise ValueError(
+                    f"n, max_new_tokens and first_sample must be >= 0, got n={r.n}, "
+                    f"max_new_tokens={r.max_new_tokens}, first_sample={r.first_sample}"
+                )
             if r.temperature < 0 or not 0 < r.top_p <= 1:
                 raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {r.temperature}, {r.top_p}")
         if not any(r.n for r in requests):
@@ -465,7 +468,7 @@ class TransformersBackend:
                         budget=budget,
                         temperature=float(r.temperature),
                         top_p=float(r.top_p),
-                        seed=sample_seed(r.seed, j),
+                        seed=sample_seed(r.seed, r.first_sample + j),
                     )
                 )
         with torch.inference_mode():
