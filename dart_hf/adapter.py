@@ -14,7 +14,8 @@ import json
 import logging
 import math
 import time
-from typing import Any, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import Any, Generator, Mapping, Optional, Sequence
 
 from tqdm.auto import tqdm
 
@@ -23,16 +24,17 @@ from .config import DartConfig
 from .examples import Example, ExampleError, parse_example
 from .exploration import select_continuation
 from .gap import find_gap
-from .simulation import Rollout, check_prompt_length, prefix_text, rollout, success_rates
+from .simulation import Rollout, SampleJob, check_prompt_length, prefix_text, run_jobs, simulate, success_rates
 
 logger = logging.getLogger(__name__)
 
 #: Bump when a change to the algorithm changes outputs, so `datasets` caches are not reused.
-ALGORITHM_VERSION = "1"
+ALGORITHM_VERSION = "2"
 
 OUTPUT_COLUMNS = (
     "dart_steps",
     "dart_step_success",
+    "dart_step_samples",
     "dart_gap_step",
     "dart_action",
     "dart_solution",
@@ -104,6 +106,9 @@ class DartAdapter:
 
         self.verifier = MathVerifier(timeout=self.config.verify_timeout)
         self.progress = progress
+        cfg = self.config
+        if (cfg.early_stop or cfg.adaptive_sampling) and not isinstance(cfg.gap_rule, str):
+            logger.warning("early_stop/adaptive_sampling need a named gap rule; a callable rule gets the full grid")
 
     @property
     def fingerprint(self) -> str:
@@ -118,51 +123,117 @@ class DartAdapter:
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Adapt a batch (`batched=True`) or a single row; returns only the new columns."""
         rows, batched = _rows(batch, self.config)
-        outputs = []
-        bar = tqdm(total=len(rows), desc="DART", unit="ex", disable=not self.progress or len(rows) < 2, leave=False)
-        tokens, start = 0, time.perf_counter()
-        for row in rows:
-            out = self.adapt_row(row)
-            outputs.append(out)
-            tokens += out["dart_tokens_generated"]
-            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.0f}")
-            bar.update()
-        bar.close()
+        outputs = self.adapt_rows(rows)
         if not batched:
             return outputs[0]
         return {name: [o[name] for o in outputs] for name in OUTPUT_COLUMNS}
 
     def adapt_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """Adapt one row; any failure becomes `dart_action="error"` with the reason in `dart_error`."""
-        start = time.perf_counter()
-        example: Optional[Example] = None
+        return self.adapt_rows([row])[0]
+
+    def adapt_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Adapt rows together: each round, the pending sampling jobs of every row go to the backend in one call.
+
+        Batching across rows keeps the backend's batches full when early stop or adaptive sampling
+        leave each row only a few rollouts per round. A row's samples are seeded by its content, so
+        they do not depend on its neighbours (up to float rounding in batched kernels). `dart_seconds`
+        is the row's own time plus its share, by generated tokens, of each round it took part in.
+        """
+        tasks = [_Task(row) for row in rows]
+        for task in tasks:
+            self._start(task)
+        bar = tqdm(total=len(tasks), desc="DART", unit="ex", disable=not self.progress or len(tasks) < 2, leave=False)
+        tokens, start = 0, time.perf_counter()
+        active = [task for task in tasks if task.out is None]
+        bar.update(len(tasks) - len(active))
+        while active:
+            began = time.perf_counter()
+            results = self._run_round(active)
+            elapsed = time.perf_counter() - began
+            round_tokens = {id(task): sum(r.completion.num_tokens for rs in got for r in rs) for task, got in results}
+            total = sum(round_tokens.values())
+            for task, got in results:
+                share = round_tokens[id(task)] / total if total else 1 / len(results)
+                task.seconds += elapsed * share
+                tokens += round_tokens[id(task)]
+                self._advance(task, got)
+            still = [task for task in active if task.out is None]
+            bar.update(len(active) - len(still))
+            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.0f}")
+            active = still
+        bar.close()
+        for task in tasks:
+            task.out["dart_seconds"] = task.seconds
+        return [task.out for task in tasks]
+
+    # ------------------------------------------------------------------ driving the per-row plans
+    def _start(self, task: "_Task") -> None:
+        began = time.perf_counter()
         try:
-            example = parse_example(row, self.config)
-            reason = self.verifier.check_gold(example.gold)
+            task.example = parse_example(task.row, self.config)
+            reason = self.verifier.check_gold(task.example.gold)
             if reason is not None:
                 raise ExampleError(reason)
-            check_prompt_length(example, self.backend, self.config)
-            out = self._adapt(example)
-        except ExampleError as err:
-            out = _error_row(example, row, self.config, str(err))
-        except Exception as err:  # one bad row must not kill a long run
-            logger.warning("DART failed on a row: %s: %s", type(err).__name__, err, exc_info=logger.isEnabledFor(logging.DEBUG))
-            out = _error_row(example, row, self.config, f"{type(err).__name__}: {err}")
-        out["dart_seconds"] = time.perf_counter() - start
-        return out
+            check_prompt_length(task.example, self.backend, self.config)
+            task.plan = self._adapt(task.example)
+            task.pending = next(task.plan)
+        except Exception as err:
+            self._fail(task, err)
+        task.seconds += time.perf_counter() - began
+
+    def _advance(self, task: "_Task", got: list[list[Rollout]]) -> None:
+        began = time.perf_counter()
+        try:
+            task.pending = task.plan.send(got)
+        except StopIteration as stop:
+            task.out = stop.value
+        except Exception as err:
+            self._fail(task, err)
+        task.seconds += time.perf_counter() - began
+
+    def _run_round(self, active: list["_Task"]) -> list[tuple["_Task", list[list[Rollout]]]]:
+        """Sample the pending jobs of all active rows at once; if that fails, row by row to isolate the culprit."""
+        work = [(task.example, job) for task in active for job in task.pending]
+        try:
+            rollouts = run_jobs(work, self.backend, self.verifier, self.config)
+        except Exception as err:
+            if len(active) == 1:
+                self._fail(active[0], err)
+                return []
+            logger.warning("a DART round failed (%s: %s); retrying row by row", type(err).__name__, err)
+            results = []
+            for task in active:
+                results += self._run_round([task])
+            return results
+        results, it = [], iter(rollouts)
+        for task in active:
+            results.append((task, [next(it) for _ in task.pending]))
+        return results
+
+    def _fail(self, task: "_Task", err: Exception) -> None:
+        if isinstance(err, ExampleError):
+            reason = str(err)
+        else:  # one bad row must not kill a long run
+            logger.warning(
+                "DART failed on a row: %s: %s", type(err).__name__, err, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
+            reason = f"{type(err).__name__}: {err}"
+        task.out = _error_row(task.example, task.row, self.config, reason)
 
     # ------------------------------------------------------------------ the algorithm
-    def _adapt(self, example: Example) -> dict[str, Any]:
+    def _adapt(self, example: Example) -> Generator[list[SampleJob], list[list[Rollout]], dict[str, Any]]:
+        """One row's DART as a plan: yields rounds of sampling jobs, receives their rollouts, returns the row."""
         config = self.config
         n_prefixes = len(example.steps) + 1
-        sim = rollout(example, range(n_prefixes), config.n_sim, "sim", self.backend, self.verifier, config)
+        sim, gap = yield from simulate(len(example.steps), config)
         tokens = _tokens(sim)
         scores = success_rates(sim, n_prefixes)
-        gap = find_gap(scores, config.gap_rule, config.gap_margin, config.gap_threshold)
 
         out = {
             "dart_steps": list(example.steps),
             "dart_step_success": scores,
+            "dart_step_samples": [len(sim[t]) for t in range(n_prefixes)],
             "dart_gap_step": -1 if gap is None else gap,
             "dart_action": "imitate",
             "dart_solution": example.solution,
@@ -178,11 +249,16 @@ class DartAdapter:
                 starts += sorted(range(gap - 1), key=lambda t: (-(scores[t] if not math.isnan(scores[t]) else -1.0), -t))
             chosen: Optional[Rollout] = None
             for t in starts:
-                candidates = [r for r in sim.get(t, []) if r.correct]
+                drawn = len(sim[t])
+                if drawn < config.n_sim:  # early stop / adaptive left it short: select among the full grid's candidates
+                    (more,) = yield [SampleJob(t, config.n_sim - drawn, "sim", drawn)]
+                    sim[t] += more
+                    tokens += sum(r.completion.num_tokens for r in more)
+                candidates = [r for r in sim[t] if r.correct]
                 if not candidates and config.n_explore > 0:
-                    extra = rollout(example, [t], config.n_explore, "explore", self.backend, self.verifier, config)
-                    tokens += _tokens(extra)
-                    candidates = [r for r in extra[t] if r.correct]
+                    (extra,) = yield [SampleJob(t, config.n_explore, "explore")]
+                    tokens += sum(r.completion.num_tokens for r in extra)
+                    candidates = [r for r in extra if r.correct]
                 if candidates:
                     seed = derive_seed(config.seed, example.key, "select", t)
                     index, policy = select_continuation([r.completion for r in candidates], config.selection, seed)
@@ -200,10 +276,25 @@ class DartAdapter:
                 out["dart_action"] = "fallback"
                 if config.fallback == "drop":
                     out["dart_solution"] = ""
+            # top-ups may have filled prefixes in: report what was drawn
+            out["dart_step_success"] = success_rates(sim, n_prefixes)
+            out["dart_step_samples"] = [len(sim[t]) for t in range(n_prefixes)]
         out["dart_tokens_generated"] = tokens
         out["prompt"] = example.context
         out["completion"] = [{"role": "assistant", "content": out["dart_solution"]}]
         return out
+
+
+@dataclass
+class _Task:
+    """One row in flight: its plan (a generator), the jobs it waits on, and its output once done."""
+
+    row: Mapping[str, Any]
+    example: Optional[Example] = None
+    plan: Any = None
+    pending: list = field(default_factory=list)
+    out: Optional[dict[str, Any]] = None
+    seconds: float = 0.0
 
 
 def _is_backend(obj: Any) -> bool:
@@ -234,6 +325,7 @@ def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartC
     return {
         "dart_steps": steps,
         "dart_step_success": [float("nan")] * (len(steps) + 1),
+        "dart_step_samples": [0] * (len(steps) + 1),
         "dart_gap_step": -1,
         "dart_action": "error",
         "dart_solution": solution,

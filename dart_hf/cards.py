@@ -43,6 +43,11 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
         "f_0..f_T: fraction of the student's rollouts that reach the gold answer after adopting the first t "
         "expert steps (NaN = prefix not simulated)",
     ),
+    "dart_step_samples": (
+        "list[int]",
+        "rollouts drawn after each prefix (n_sim everywhere for the full grid; fewer with early stop or "
+        "adaptive sampling, which still give the full grid's gap)",
+    ),
     "dart_gap_step": (
         "int",
         "1-based index of the imitation gap (the first step the student cannot follow); -1 = none",

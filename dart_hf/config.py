@@ -33,6 +33,19 @@ class DartConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Cap on tokens generated per rollout."})
 
+    # Cheaper simulation: both switches return the full grid's gap (scores of unsampled prefixes are NaN)
+    early_stop: bool = field(
+        default=False,
+        metadata={"help": "Simulate prefixes in order and stop at the first gap (the only one that matters)."},
+    )
+    adaptive_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "Sample in rounds of `sim_round_size` and stop a prefix once more samples cannot change the gap."
+        },
+    )
+    sim_round_size: int = field(default=1, metadata={"help": "Rollouts per prefix and round with adaptive_sampling."})
+
     # Gap detection
     # Typed `str` so TrlParser/HfArgumentParser can read it from YAML; the Python API also accepts a
     # callable `(scores) -> gap index (1-based) or None`.
@@ -108,6 +121,8 @@ class DartConfig:
             raise ValueError(f"n_sim must be >= 1, got {self.n_sim}")
         if self.n_explore < 0:
             raise ValueError(f"n_explore must be >= 0, got {self.n_explore}")
+        if self.sim_round_size < 1:
+            raise ValueError(f"sim_round_size must be >= 1, got {self.sim_round_size}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

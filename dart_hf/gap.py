@@ -55,3 +55,57 @@ def find_gap(
             )
         return int(gap)
     raise ValueError(f"unknown gap rule {rule!r}")
+
+
+def _pair_status(
+    rule: str, margin: float, threshold: float, before: tuple[float, float], after: tuple[float, float]
+) -> Optional[bool]:
+    """Is pair (t-1, t) a gap, given [low, high] bounds on f[t-1] and f[t]? None while both are possible."""
+    (lo_b, hi_b), (lo_a, hi_a) = before, after
+    if rule == "drop":
+        if lo_b - hi_a >= margin - 1e-9:
+            return True
+        if hi_b - lo_a < margin - 1e-9:
+            return False
+        return None
+    if rule == "threshold":
+        if lo_b >= threshold and hi_a < threshold:
+            return True
+        if hi_b < threshold or lo_a >= threshold:
+            return False
+        return None
+    raise ValueError(f"rule {rule!r} cannot be certified from partial counts")
+
+
+def certify_gap(
+    counts: Sequence[tuple[int, int]],
+    n: int,
+    rule: str = "drop",
+    margin: float = 0.5,
+    threshold: float = 0.5,
+    first_only: bool = False,
+) -> tuple[bool, Optional[int], list[int]]:
+    """The full grid's gap, if partial counts already settle it.
+
+    `counts[t]` = (successes, samples drawn) at prefix t, out of `n` planned. Whatever the missing
+    samples turn out to be, f[t] lies in [s/n, (s + n - d)/n]; a pair whose rule outcome is the same
+    over those bounds is settled. Returns `(decided, gap, open_pairs)`: when decided, `gap` is what
+    `find_gap` would return on the full grid; otherwise `open_pairs` lists the unsettled pairs t
+    (1-based) before the first certain gap (only the first one with `first_only`), i.e. where more
+    samples are needed.
+    """
+    bounds = []
+    for successes, drawn in counts:
+        if not 0 <= successes <= drawn <= n:
+            raise ValueError(f"bad counts {(successes, drawn)} for n={n}")
+        bounds.append((successes / n, (successes + n - drawn) / n))
+    open_pairs: list[int] = []
+    for t in range(1, len(bounds)):
+        status = _pair_status(rule, margin, threshold, bounds[t - 1], bounds[t])
+        if status is True:
+            return (True, t, []) if not open_pairs else (False, None, open_pairs)
+        if status is None:
+            open_pairs.append(t)
+            if first_only:
+                return False, None, open_pairs
+    return (not open_pairs), None, open_pairs

@@ -1,14 +1,26 @@
-"""Step-wise adaptability estimation: the student continues from expert prefixes and is judged by outcome."""
+"""Step-wise adaptability estimation: the student continues from expert prefixes and is judged by outcome.
+
+The full grid samples `n_sim` rollouts after every prefix t = 0..T. Two switches sample less and
+still give the full grid's gap (see [`certify_gap`][dart_hf.gap.certify_gap]):
+
+- `early_stop`: prefixes in order, stop at the first gap;
+- `adaptive_sampling`: rounds of `sim_round_size` rollouts, a prefix stops once more samples
+  cannot change the decision.
+
+Samples are seeded per (example, phase, prefix, sample index), so a round that continues a prefix's
+stream draws exactly the samples the full grid would have drawn there.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Generator, Optional, Sequence
 
 from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, derive_seed
 from .config import DartConfig
 from .examples import Example, ExampleError, render_prompt
+from .gap import certify_gap, find_gap
 
 
 @dataclass
@@ -17,6 +29,16 @@ class Rollout:
     completion: Completion
     answer: Optional[str]  # final answer of prefix + continuation
     correct: bool
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """`n` rollouts after expert prefix `t`: samples `first`..`first + n - 1` of the (phase, t) stream."""
+
+    t: int
+    n: int
+    phase: str = "sim"
+    first: int = 0
 
 
 def prefix_text(example: Example, t: int) -> str:
@@ -35,6 +57,44 @@ def check_prompt_length(example: Example, backend: GenerationBackend, config: Da
         raise ExampleError(f"prompt is longer than the student's context ({n_tokens} >= {limit} tokens)")
 
 
+def _request(example: Example, job: SampleJob, backend: GenerationBackend, config: DartConfig) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=render_prompt(example, prefix_text(example, job.t), backend.tokenizer, config),
+        n=job.n,
+        seed=derive_seed(config.seed, example.key, job.phase, job.t),
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        first_sample=job.first,
+        tag=job.phase,
+    )
+
+
+def run_jobs(
+    work: Sequence[tuple[Example, SampleJob]], backend: GenerationBackend, verifier: Any, config: DartConfig
+) -> list[list[Rollout]]:
+    """Sample every job in one backend call (jobs of many examples batch together) and judge the answers.
+
+    Seeds derive from (config seed, example content, phase, prefix, sample index), never from what
+    else shares the call.
+    """
+    if not work:
+        return []
+    requests = [_request(example, job, backend, config) for example, job in work]
+    outputs = backend.generate(requests)
+    if len(outputs) != len(requests) or any(len(o) != r.n for o, r in zip(outputs, requests)):
+        raise RuntimeError("backend returned the wrong number of completions")
+    answers = [
+        [extract_answer(prefix_text(example, job.t) + c.text, config.answer_phrase_fallback) for c in completions]
+        for (example, job), completions in zip(work, outputs)
+    ]
+    verdicts = iter(verifier.verify_many([(example.gold, a) for (example, _), ans in zip(work, answers) for a in ans]))
+    return [
+        [Rollout(job.t, c, a, next(verdicts)) for c, a in zip(completions, ans)]
+        for (_, job), completions, ans in zip(work, outputs, answers)
+    ]
+
+
 def rollout(
     example: Example,
     prefix_indices: Sequence[int],
@@ -44,39 +104,49 @@ def rollout(
     verifier: Any,
     config: DartConfig,
 ) -> dict[int, list[Rollout]]:
-    """Sample `n` continuations after each prefix in one backend call, and judge their final answers.
+    """`n` judged rollouts after each prefix of one example, in one backend call."""
+    jobs = [SampleJob(t, n, phase) for t in prefix_indices]
+    return dict(zip(prefix_indices, run_jobs([(example, job) for job in jobs], backend, verifier, config)))
 
-    Seeds derive from (config seed, example content, phase, prefix), never from batch position.
+
+SimulationPlan = Generator[list[SampleJob], list[list[Rollout]], tuple[dict[int, list[Rollout]], Optional[int]]]
+
+
+def simulate(n_steps: int, config: DartConfig) -> SimulationPlan:
+    """Plan the simulation of one example: yields rounds of jobs, receives their rollouts.
+
+    Returns the rollouts per prefix and the first gap (1-based step index, or None). With both
+    switches off (or a user-callable gap rule, which cannot be certified from partial counts) this
+    is the full grid in a single round.
     """
-    prefixes = {t: prefix_text(example, t) for t in prefix_indices}
-    requests = [
-        GenerationRequest(
-            prompt=render_prompt(example, prefixes[t], backend.tokenizer, config),
-            n=n,
-            seed=derive_seed(config.seed, example.key, phase, t),
-            temperature=config.temperature,
-            top_p=config.top_p,
-            max_new_tokens=config.max_new_tokens,
+    n, n_prefixes = config.n_sim, n_steps + 1
+    sim: dict[int, list[Rollout]] = {t: [] for t in range(n_prefixes)}
+    certifiable = isinstance(config.gap_rule, str)
+    if not certifiable or not (config.early_stop or config.adaptive_sampling):
+        jobs = [SampleJob(t, n) for t in range(n_prefixes)]
+        for job, got in zip(jobs, (yield jobs)):
+            sim[job.t] = list(got)
+        scores = success_rates(sim, n_prefixes)
+        return sim, find_gap(scores, config.gap_rule, config.gap_margin, config.gap_threshold)
+
+    round_size = config.sim_round_size if config.adaptive_sampling else n
+    while True:
+        counts = [(sum(r.correct for r in sim[t]), len(sim[t])) for t in range(n_prefixes)]
+        decided, gap, open_pairs = certify_gap(
+            counts, n, config.gap_rule, config.gap_margin, config.gap_threshold, first_only=config.early_stop
         )
-        for t in prefix_indices
-    ]
-    outputs = backend.generate(requests)
-    if len(outputs) != len(requests) or any(len(o) != n for o in outputs):
-        raise RuntimeError("backend returned the wrong number of completions")
-    answers = {
-        t: [extract_answer(prefixes[t] + c.text, config.answer_phrase_fallback) for c in completions]
-        for t, completions in zip(prefix_indices, outputs)
-    }
-    pairs = [(example.gold, a) for t in prefix_indices for a in answers[t]]
-    verdicts = iter(verifier.verify_many(pairs))
-    return {
-        t: [Rollout(t, c, a, next(verdicts)) for c, a in zip(completions, answers[t])]
-        for t, completions in zip(prefix_indices, outputs)
-    }
+        if decided:
+            return sim, gap
+        prefixes = sorted({p for t in open_pairs for p in (t - 1, t) if len(sim[p]) < n})
+        if not prefixes:  # pragma: no cover - full counts always decide a pair
+            raise RuntimeError(f"gap undecided with all samples drawn: {counts}")
+        jobs = [SampleJob(p, min(round_size, n - len(sim[p])), "sim", len(sim[p])) for p in prefixes]
+        for job, got in zip(jobs, (yield jobs)):
+            sim[job.t].extend(got)
 
 
 def success_rates(rollouts: dict[int, list[Rollout]], n_prefixes: int) -> list[float]:
-    """f_0..f_T; NaN where a prefix was not simulated."""
+    """f_0..f_T from the rollouts drawn; NaN where a prefix was not simulated."""
     return [
         sum(r.correct for r in rollouts[t]) / len(rollouts[t]) if rollouts.get(t) else float("nan")
         for t in range(n_prefixes)

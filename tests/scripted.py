@@ -36,12 +36,15 @@ class ScriptedBackend:
         for r in requests:
             prefix = r.prompt.split("||", 1)[1]
             t = prefix.count("STEP ")
-            phase = "sim" if r.n == self.n_sim else "explore"
+            # exploration draws from its own script; simulation and evaluation ("eval") from `sim`
+            phase = "explore" if r.tag == "explore" or (not r.tag and r.n != self.n_sim) else "sim"
             self.calls.append((phase, t, r.n))
-            outcomes = (self.sim if phase == "sim" else self.explore).get(t, [None] * r.n)
-            assert len(outcomes) == r.n, f"script for {phase} t={t} has {len(outcomes)} outcomes, asked {r.n}"
+            first = r.first_sample
+            script = (self.sim if phase == "sim" else self.explore).get(t)
+            outcomes = [None] * r.n if script is None else script[first : first + r.n]
+            assert len(outcomes) == r.n, f"script for {phase} t={t} has {len(script)} outcomes, asked {first}+{r.n}"
             completions = []
-            for j, outcome in enumerate(outcomes):
+            for j, outcome in enumerate(outcomes, start=first):
                 if outcome is True:
                     text = f"student {phase} {t}.{j} " + "x " * j + f"so \\boxed{{{self.gold}}}"
                 elif outcome is False:

@@ -121,3 +121,21 @@ def test_map_cache_is_reused_for_the_same_adapter(tiny_student, dataset, tmp_pat
     assert first.cache_files == second.cache_files
     third = ds.map(DartAdapter(tiny_student, DartConfig(**CONFIG, seed=5), progress=False), batched=True)
     assert third.cache_files != first.cache_files
+
+
+@pytest.mark.parametrize("switches", [dict(early_stop=True), dict(early_stop=True, adaptive_sampling=True)])
+def test_cheaper_simulation_matches_the_full_grid_with_a_real_model(tiny_student, dataset, switches):
+    config = dict(CONFIG, n_sim=3)
+    full = dataset.map(DartAdapter(tiny_student, DartConfig(**config), progress=False), batched=True, load_from_cache_file=False)
+    cheap = dataset.map(
+        DartAdapter(tiny_student, DartConfig(**config, **switches), progress=False), batched=True, load_from_cache_file=False
+    )
+    for name in ("dart_gap_step", "dart_action", "dart_solution", "dart_selection"):
+        assert cheap[name] == full[name], name
+    # the samples drawn are the full grid's: where a prefix got all n_sim rollouts its score is identical
+    for f_full, f_cheap, drawn in zip(full["dart_step_success"], cheap["dart_step_success"], cheap["dart_step_samples"]):
+        assert all(a == b for a, b, d in zip(f_full, f_cheap, drawn) if d == 3)
+    if switches.get("adaptive_sampling"):
+        assert sum(cheap["dart_tokens_generated"]) < sum(full["dart_tokens_generated"])
+    else:
+        assert sum(cheap["dart_tokens_generated"]) <= sum(full["dart_tokens_generated"])
