@@ -6,6 +6,11 @@
 
 Writes `dataset/`, `dataset.parquet`, `stepwise.parquet`, `stats.json` and `report.html` into
 `--output_dir`. Every `DartConfig` field can be set in the YAML file or on the command line.
+
+Several processes (one per GPU, or CPU processes) share the work and write the same output as one:
+
+    torchrun --nproc_per_node 8 recipes/adapt.py --config recipes/configs/smoke_adapt.yaml
+    accelerate launch --num_processes 8 recipes/adapt.py --config recipes/configs/smoke_adapt.yaml
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from trl import TrlParser
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.data import check_columns, load_expert_dataset
+from dart_hf.distributed import finish, process_state
 from dart_hf.report import compute_stats, write_outputs
 from dart_hf.runner import CHUNKS_DIR, adapt_in_chunks
 
@@ -54,12 +60,15 @@ def make_parser() -> TrlParser:
     return TrlParser((AdaptScriptArguments, DartConfig))
 
 
-def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> dict:
+def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional[dict]:
+    """Adapt and write the outputs; the stats on the main process, None on the others."""
     from dart_hf.backends.transformers import TransformersBackend
 
     if script_args.push_to_hub and not script_args.hub_dataset_id:
         raise ValueError("--push_to_hub needs --hub_dataset_id namespace/name")
-    dataset = load_expert_dataset(script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples)
+    state = process_state()  # before the student loads: it goes to this process's device
+    with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
+        dataset = load_expert_dataset(script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples)
     if script_args.dataset_name == "champ" and dart_config.steps_column is None:
         dart_config.steps_column = "steps"
     check_columns(dataset, dart_config)
@@ -68,17 +77,28 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> dict:
 
     start = time.perf_counter()
     adapted = adapt_in_chunks(
-        dataset, adapter, script_args.output_dir, chunk_size=script_args.chunk_size, batch_size=script_args.batch_size
+        dataset,
+        adapter,
+        script_args.output_dir,
+        chunk_size=script_args.chunk_size,
+        batch_size=script_args.batch_size,
+        state=state,
     )
     wall = time.perf_counter() - start  # of this invocation: a resumed run counts only what it redid
+    if not state.is_main_process:
+        return None  # the main process gathered every row and writes the outputs
 
     stats = compute_stats(
         adapted, config=dart_config.to_dict(), wall_seconds=wall, student=script_args.student, source=script_args.dataset_name
     )
+    stats["num_processes"] = state.num_processes
     paths = write_outputs(adapted, script_args.output_dir, stats=stats)
     shutil.rmtree(os.path.join(script_args.output_dir, CHUNKS_DIR), ignore_errors=True)
     logger.info("wrote %s", ", ".join(paths))
-    print(f"actions: {stats['actions']}  tokens: {stats['tokens_generated']}  wall: {wall:.0f}s -> {script_args.output_dir}")
+    print(
+        f"actions: {stats['actions']}  tokens: {stats['tokens_generated']}  wall: {wall:.0f}s"
+        f" ({state.num_processes} process{'es' if state.num_processes > 1 else ''}) -> {script_args.output_dir}"
+    )
     if script_args.push_to_hub:
         from dart_hf.cards import push_adapted_dataset
 
@@ -96,4 +116,7 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    main(*make_parser().parse_args_and_config())
+    try:
+        main(*make_parser().parse_args_and_config())
+    finally:
+        finish()  # end the process group of a torchrun / accelerate launch run
