@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dart_hf.backends.base import Completion, GenerationBackend, GenerationRequest
-from dart_hf.backends.transformers import TransformersBackend
+from dart_hf.backends.transformers import TransformersBackend, _share_groups
 
 
 def chat(tokenizer, content: str) -> str:
@@ -303,6 +303,122 @@ def test_stop_at_answer(tiny_student, prompts, script_text, expected):
     assert (c.text, c.finish_reason) == (script_text, "length")
 
 
+# ---------------------------------------------------------------------------- shared-prefix prefill
+
+FAMILIES = [  # DART-like: one problem, then the expert steps 1..t
+    (
+        "A train leaves the station at 3 pm at 60 km/h; a second train leaves at 4 pm at 80 km/h on the same "
+        "track. When does the second train catch up with the first? Please reason step by step.",
+        ["By 4 pm the first train is 60 km ahead.\n\n", "The gap closes at 20 km/h.\n\n", "So it takes 3 hours.\n\n"],
+    ),
+    (
+        r"Solve $x^2 - 5x + 6 = 0$ and give the sum of the squares of its roots. Please reason step by step, "
+        r"and put your final answer within \boxed{}.",
+        ["We factor: (x-2)(x-3) = 0.\n\n", "So x = 2 or x = 3, and 4 + 9 = 13.\n\n"],
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def nested(backend) -> list[str]:
+    """Two families of nested prompts (chat prompt + steps 1..t), then two prompts that share nothing."""
+    out = []
+    for problem, steps in FAMILIES:
+        head = chat(backend.tokenizer, problem)
+        out += [head + "".join(steps[:t]) for t in range(len(steps) + 1)]
+    return out + ["Hello world", "What is 2 + 3?"]
+
+
+def token_ids(backend, prompts: list[str]) -> list[list[int]]:
+    return [backend.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+
+def test_share_groups_plan(backend, nested):
+    ids = token_ids(backend, nested)
+    groups, rest = _share_groups(ids, TransformersBackend._MIN_SHARED, TransformersBackend._FORWARD_COST)
+    assert sorted(sorted(members) for _, members in groups) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert rest == [7, 8]
+    for shared, members in groups:
+        # the t=0 prompt (chat head) is the shared prefix + 1 token: every prompt keeps a token of its own
+        assert shared == min(len(ids[u]) for u in members) - 1 >= 40
+        assert all(ids[u][:shared] == ids[members[0]][:shared] for u in members)
+    # identical token lists, short or no common prefixes
+    x = list(range(100, 140))
+    assert _share_groups([x, list(x)], 16, 16) == ([(39, [0, 1])], [])
+    assert _share_groups([x[:10] + [1] * 30, x[:10] + [2] * 30], 16, 16) == ([], [0, 1])
+    assert _share_groups([[1] * 40, [2] * 40, []], 16, 16) == ([], [0, 1, 2])
+    # a long common prefix over several families: the one group of all of them beats one per family
+    head = list(range(200, 400))
+    family = lambda k: [head + [k] * t for t in range(1, 4)]  # noqa: E731
+    assert _share_groups(family(1) + family(2), 16, 16) == ([(200, [0, 1, 2, 3, 4, 5])], [])
+
+
+def test_shared_prefix_gives_the_same_completions(tiny_student, nested):
+    reqs = [
+        GenerationRequest(p, n=3, seed=i, temperature=0.8, max_new_tokens=30) for i, p in enumerate(nested + nested[:2])
+    ]
+    reqs = reqs[::-1]  # request order does not matter
+    plain = TransformersBackend(tiny_student, device="cpu", share_prefix=False).generate(reqs)
+    # default; suffixes one per prefill forward (the shared KV broadcast to batch 1); chunks that split families
+    for kwargs in [{}, {"prefill_tokens": 1}, {"batch_size": 5}]:
+        shared = TransformersBackend(tiny_student, device="cpu", **kwargs).generate(reqs)
+        for a, b in zip(plain, shared):
+            same(a, b)
+
+
+def test_greedy_with_shared_prefix_matches_model_generate(tiny_student, nested):
+    b = TransformersBackend(tiny_student, device="cpu", stop_at_answer=False)
+    assert b.share_prefix
+    tok, model = b.tokenizer, b.model
+    ours = b.generate([GenerationRequest(p, n=1, seed=0, temperature=0, max_new_tokens=40) for p in nested])
+    for p, (c,) in zip(nested, ours):
+        enc = tok(p, add_special_tokens=False, return_tensors="pt")
+        ref = model.generate(**enc, do_sample=False, max_new_tokens=40, pad_token_id=tok.pad_token_id)
+        ref_ids = ref[0, enc["input_ids"].shape[1] :].tolist()
+        assert (c.text, c.num_tokens) == (tok.decode(ref_ids, skip_special_tokens=True), len(ref_ids))
+
+
+def test_shared_prefix_prefill_processes_fewer_tokens(tiny_student, nested):
+    import functools
+
+    ids = token_ids(TransformersBackend(tiny_student), nested)
+    reqs = [GenerationRequest(p, n=2, seed=0, max_new_tokens=1) for p in nested]  # 1 token: prefill forwards only
+    processed = {}
+    for share in (False, True):
+        b = TransformersBackend(tiny_student, device="cpu", share_prefix=share)
+        seen = []
+        forward = b.model.forward
+
+        @functools.wraps(forward)
+        def counting(*args, **kwargs):
+            seen.append(kwargs["input_ids"].numel())
+            return forward(*args, **kwargs)
+
+        b.model.forward = counting
+        b.generate(reqs)
+        processed[share] = sum(seen)
+    assert processed[False] == len(ids) * max(map(len, ids))  # one left-padded batch
+    groups, rest = _share_groups(ids, TransformersBackend._MIN_SHARED, TransformersBackend._FORWARD_COST)
+    expected = sum(s + len(m) * (max(len(ids[u]) for u in m) - s) for s, m in groups)
+    assert processed[True] == expected + len(rest) * max(len(ids[u]) for u in rest)
+    assert processed[True] < processed[False] / 2
+
+
+def test_shared_prefix_with_other_cache_layers_falls_back(tiny_student, nested):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(
+        tiny_student, use_sliding_window=True, sliding_window=8, layer_types=["full_attention", "sliding_attention"]
+    )
+    model = AutoModelForCausalLM.from_pretrained(tiny_student, config=config)
+    reqs = [GenerationRequest(p, n=2, seed=i, temperature=0.8, max_new_tokens=20) for i, p in enumerate(nested)]
+    shared = TransformersBackend(model, share_prefix=True)
+    out = shared.generate(reqs)
+    assert shared._plain_cache is False
+    for a, b in zip(out, TransformersBackend(model, share_prefix=False).generate(reqs)):
+        same(a, b)
+
+
 # ---------------------------------------------------------------------------- fingerprints
 
 
@@ -315,6 +431,8 @@ def test_fingerprint_of_paths_and_ids_without_loading(tiny_student, tmp_path):
     other = TransformersBackend(build_tiny_student(tmp_path / "other", seed=1))
     assert other.fingerprint != a.fingerprint
     assert TransformersBackend(tiny_student, device="cpu", stop_at_answer=False).fingerprint != a.fingerprint
+    assert TransformersBackend(tiny_student, share_prefix=True).fingerprint == a.fingerprint  # the default
+    assert TransformersBackend(tiny_student, share_prefix=False).fingerprint.endswith("|share_prefix=False")
     assert not (a.is_loaded or b.is_loaded or other.is_loaded)
 
     hub = TransformersBackend("org/student", revision="v1")
