@@ -47,7 +47,17 @@ class AdaptScriptArguments:
     dataset_split: str = field(default="train", metadata={"help": "Split to adapt."})
     max_samples: Optional[int] = field(default=None, metadata={"help": "Adapt only the first N rows."})
     student_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of the student."})
-    batch_size: int = field(default=16, metadata={"help": "Rows per datasets.map batch."})
+    batch_size: int = field(
+        default=16,
+        metadata={"help": "Rows per datasets.map batch; their rollouts are generated together, so larger keeps batches full."},
+    )
+    generation_batch_size: int = field(default=64, metadata={"help": "Sequences the student decodes together."})
+    stop_at_answer: bool = field(
+        default=True, metadata={"help": "Stop a rollout right after its first closed \\boxed{...}."}
+    )
+    share_prefix: bool = field(
+        default=True, metadata={"help": "Prefill a prompt prefix shared by several prompts once (KV cache reuse)."}
+    )
     chunk_size: int = field(
         default=64, metadata={"help": "Rows per saved chunk: rerunning after a crash resumes from the last chunk."}
     )
@@ -72,7 +82,13 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     if script_args.dataset_name == "champ" and dart_config.steps_column is None:
         dart_config.steps_column = "steps"
     check_columns(dataset, dart_config)
-    student = TransformersBackend(script_args.student, revision=script_args.student_revision)
+    student = TransformersBackend(
+        script_args.student,
+        revision=script_args.student_revision,
+        batch_size=script_args.generation_batch_size,
+        stop_at_answer=script_args.stop_at_answer,
+        share_prefix=script_args.share_prefix,
+    )
     adapter = DartAdapter(student, dart_config)
 
     start = time.perf_counter()

@@ -48,3 +48,30 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
     assert result["n_scored"] == len(PROBLEMS)
     assert 0.0 <= result["accuracy"] <= result["pass@2"] <= 1.0
     assert "| accuracy | pass@1 | pass@2 |" in proc.stdout.replace("problems | ", "")
+
+
+def _recipe(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_shipped_config_parses_with_its_recipe():
+    """A typo in a YAML key fails here, not hours into a run on rented GPUs."""
+    configs = sorted(os.listdir(os.path.join(ROOT, "recipes", "configs")))
+    assert any(c.startswith("adapt_") for c in configs)
+    for name in configs:
+        recipe = _recipe("adapt" if name.startswith("adapt_") else "train")
+        path = os.path.join(ROOT, "recipes", "configs", name)
+        # GPU-only precision flags are overridden: this machine has no GPU, and only the keys are under test
+        cpu = [] if name.startswith("adapt_") else ["--bf16", "false", "--tf32", "false", "--use_cpu", "true"]
+        parsed = recipe.make_parser().parse_args_and_config(["--config", path, *cpu])
+        assert parsed, name
+    script, dart = _recipe("adapt").make_parser().parse_args_and_config(
+        ["--config", os.path.join(ROOT, "recipes", "configs", "adapt_limo_qwen2.5-math-1.5b.yaml")]
+    )
+    assert dart.early_stop and dart.adaptive_sampling and script.share_prefix and dart.max_steps == 24
