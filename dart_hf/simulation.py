@@ -25,6 +25,8 @@ from .gap import certify_gap, find_gap
 
 @dataclass
 class Rollout:
+    """One judged student continuation."""
+
     prefix_index: int  # t: the student continued after expert steps 1..t
     completion: Completion
     answer: Optional[str]  # final answer of prefix + continuation
