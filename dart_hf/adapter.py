@@ -227,13 +227,11 @@ class DartAdapter:
         config = self.config
         n_prefixes = len(example.steps) + 1
         sim, gap = yield from simulate(len(example.steps), config)
-        tokens = _tokens(sim)
         scores = success_rates(sim, n_prefixes)
+        explore_tokens = 0
 
         out = {
             "dart_steps": list(example.steps),
-            "dart_step_success": scores,
-            "dart_step_samples": [len(sim[t]) for t in range(n_prefixes)],
             "dart_gap_step": -1 if gap is None else gap,
             "dart_action": "imitate",
             "dart_solution": example.solution,
@@ -253,11 +251,10 @@ class DartAdapter:
                 if drawn < config.n_sim:  # early stop / adaptive left it short: select among the full grid's candidates
                     (more,) = yield [SampleJob(t, config.n_sim - drawn, "sim", drawn)]
                     sim[t] += more
-                    tokens += sum(r.completion.num_tokens for r in more)
                 candidates = [r for r in sim[t] if r.correct]
                 if not candidates and config.n_explore > 0:
                     (extra,) = yield [SampleJob(t, config.n_explore, "explore")]
-                    tokens += sum(r.completion.num_tokens for r in extra)
+                    explore_tokens += sum(r.completion.num_tokens for r in extra)
                     candidates = [r for r in extra if r.correct]
                 if candidates:
                     seed = derive_seed(config.seed, example.key, "select", t)
@@ -276,10 +273,10 @@ class DartAdapter:
                 out["dart_action"] = "fallback"
                 if config.fallback == "drop":
                     out["dart_solution"] = ""
-            # top-ups may have filled prefixes in: report what was drawn
-            out["dart_step_success"] = success_rates(sim, n_prefixes)
-            out["dart_step_samples"] = [len(sim[t]) for t in range(n_prefixes)]
-        out["dart_tokens_generated"] = tokens
+        # after any top-ups: what was drawn, and what it cost
+        out["dart_step_success"] = success_rates(sim, n_prefixes)
+        out["dart_step_samples"] = [len(sim[t]) for t in range(n_prefixes)]
+        out["dart_tokens_generated"] = _tokens(sim) + explore_tokens
         out["prompt"] = example.context
         out["completion"] = [{"role": "assistant", "content": out["dart_solution"]}]
         return out

@@ -44,6 +44,14 @@ def _save(adapted: datasets.Dataset, done: str) -> None:
     os.replace(tmp, done)
 
 
+def _load_chunks(root: str, chunks: list[tuple[int, int, int]], dataset: datasets.Dataset, adapter: Callable) -> datasets.Dataset:
+    """The finished chunks, in order, as one dataset."""
+    parts = [datasets.load_from_disk(os.path.join(root, f"{index:05d}")) for index, _, _ in chunks]
+    if parts:
+        return datasets.concatenate_datasets(parts)
+    return dataset.map(adapter, batched=True)  # no rows: let the adapter add its (empty) columns
+
+
 def adapt_in_chunks(
     dataset: datasets.Dataset,
     adapter: Callable,
@@ -70,7 +78,6 @@ def adapt_in_chunks(
     if state is not None and state.num_processes > 1:
         return _adapt_in_chunks_distributed(dataset, adapter, out_dir, chunk_size, batch_size, state)
     root, chunks = _chunk_plan(dataset, out_dir, chunk_size)
-    parts = []
     for index, start, stop in chunks:
         done = os.path.join(root, f"{index:05d}")
         if not os.path.isdir(done):
@@ -78,8 +85,7 @@ def adapt_in_chunks(
             adapted = chunk.map(adapter, batched=True, batch_size=batch_size, load_from_cache_file=False,
                                 desc=f"DART chunk {index}")
             _save(adapted, done)
-        parts.append(datasets.load_from_disk(done))
-    return datasets.concatenate_datasets(parts) if parts else dataset.map(adapter, batched=True)
+    return _load_chunks(root, chunks, dataset, adapter)
 
 
 def _adapt_share(share: datasets.Dataset, adapter: Callable, batch_size: int) -> list[dict[str, Any]]:
@@ -137,12 +143,8 @@ def _adapt_in_chunks_distributed(
 
     if not state.is_main_process:
         return None
-    root = os.path.join(out_dir, CHUNKS_DIR)
-    _, chunks = _chunk_plan(dataset, out_dir, chunk_size)
-    parts = [datasets.load_from_disk(os.path.join(root, f"{i:05d}")) for i, _, _ in chunks]
-    if parts:
-        return datasets.concatenate_datasets(parts)
-    return dataset.map(adapter, batched=True)  # no rows: let the adapter add its (empty) columns
+    root, chunks = _chunk_plan(dataset, out_dir, chunk_size)
+    return _load_chunks(root, chunks, dataset, adapter)
 
 
 class _Replay:

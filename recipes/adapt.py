@@ -1,6 +1,6 @@
 """Adapt an expert dataset to one student with DART and write the demo's output layout.
 
-    python recipes/adapt.py --config recipes/configs/smoke_adapt.yaml
+    python recipes/adapt.py --config recipes/configs/adapt_limo_qwen2.5-math-1.5b.yaml
     python recipes/adapt.py --dataset_name champ --student path/to/model --output_dir outputs/adapted \
         --n_sim 4 --push_to_hub --hub_dataset_id my-user/champ-dart-smollm2
 
@@ -9,8 +9,8 @@ Writes `dataset/`, `dataset.parquet`, `stepwise.parquet`, `stats.json` and `repo
 
 Several processes (one per GPU, or CPU processes) share the work and write the same output as one:
 
-    torchrun --nproc_per_node 8 recipes/adapt.py --config recipes/configs/smoke_adapt.yaml
-    accelerate launch --num_processes 8 recipes/adapt.py --config recipes/configs/smoke_adapt.yaml
+    torchrun --nproc_per_node 8 recipes/adapt.py --config recipes/configs/adapt_limo_qwen2.5-math-1.5b.yaml
+    accelerate launch --num_processes 8 recipes/adapt.py --config recipes/configs/adapt_limo_qwen2.5-math-1.5b.yaml
 """
 
 from __future__ import annotations

@@ -440,6 +440,13 @@ class TransformersBackend:
             type(layer) is DynamicLayer and layer.is_initialized and layer.keys.numel() > 0 for layer in layers
         )
 
+    def _learned_cache_is_not_plain(self, cache: Any) -> bool:
+        """On the first prefill forward, learn the model's cache kind; True means: redo the prefill the plain way."""
+        if self._plain_cache is None:
+            self._plain_cache = self._is_plain(cache)
+            return not self._plain_cache
+        return False
+
     def _prefill(
         self, model: Any, prompts: list[list[int]], expand: list[int], limit: int, device: torch.device
     ) -> tuple[torch.Tensor, Any, torch.Tensor]:
@@ -477,10 +484,8 @@ class TransformersBackend:
             _, cache = self._forward(
                 model, None, True, input_ids=ids, position_ids=torch.arange(shared, device=device).unsqueeze(0)
             )
-            if self._plain_cache is None:
-                self._plain_cache = self._is_plain(cache)
-                if not self._plain_cache:
-                    return self._prefill(model, prompts, expand, limit, device)
+            if self._learned_cache_is_not_plain(cache):
+                return self._prefill(model, prompts, expand, limit, device)
             past = [(layer.keys, layer.values) for layer in cache.layers]
             for batch in self._micro_batches(members, prompts):
                 for layer, (keys, values) in zip(cache.layers, past):  # broadcast views: no copy
@@ -499,10 +504,8 @@ class TransformersBackend:
             logits, cache = self._forward(
                 model, None, True, input_ids=input_ids, attention_mask=mask, position_ids=position_ids
             )
-            if self._plain_cache is None:
-                self._plain_cache = self._is_plain(cache)
-                if not self._plain_cache:
-                    return self._prefill(model, prompts, expand, limit, device)
+            if self._learned_cache_is_not_plain(cache):
+                return self._prefill(model, prompts, expand, limit, device)
             parts.append((batch, logits, [[layer.keys, layer.values] for layer in cache.layers], mask))
 
         # merge: left-pad every part to the common width, then one row per sample
