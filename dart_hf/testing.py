@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Union
+from typing import Optional, Sequence, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -71,12 +71,18 @@ _CONFIG_DEFAULTS = dict(
 )
 
 
-def _train_tokenizer(vocab_size: int = 400):
+def _train_tokenizer(vocab_size: int = 400, corpus: Optional[Sequence[str]] = None, individual_digits: bool = False):
+    """A byte-level BPE tokenizer with a ChatML template; `individual_digits` keeps every digit its own token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = (
+        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+        if individual_digits
+        else byte_level
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
@@ -86,7 +92,7 @@ def _train_tokenizer(vocab_size: int = 400):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(list(corpus) if corpus is not None else _CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=None,
