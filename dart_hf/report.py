@@ -172,7 +172,8 @@ def endings_text(stats: Mapping[str, Any]) -> str | None:
     total = sum(int(endings.get(k) or 0) for k in ENDINGS)
     if not total:
         return None
-    parts = [f"{int(endings.get(k) or 0):,} {words} ({int(endings.get(k) or 0) / total:.0%})" for k, words in ENDINGS.items()]
+    counts = {k: int(endings.get(k) or 0) for k in ENDINGS}
+    parts = [f"{counts[k]:,} {words} ({counts[k] / total:.0%})" for k, words in ENDINGS.items()]
     return f"{total:,} rollouts: " + ", ".join(parts)
 
 
@@ -856,7 +857,10 @@ def _rollout_html(r: Mapping[str, Any]) -> str:
         head.append(f"mean log-prob {r['logprob']:.3f}")
     if r["chosen"]:
         head.append("<b>chosen: this is the student text in the adapted solution</b>")
-    return f"<div class='{cls}'><div class='head'>{' · '.join(head)}</div><pre class='text'>{_esc(r['text'])}</pre></div>"
+    return (
+        f"<div class='{cls}'><div class='head'>{' · '.join(head)}</div>"
+        f"<pre class='text'>{_esc(r['text'])}</pre></div>"
+    )
 
 
 def _rollouts_html(row: Mapping[str, Any]) -> str:
@@ -901,7 +905,8 @@ def _rollouts_html(row: Mapping[str, Any]) -> str:
         if any(r["chosen"] for r in rs):
             summary.append("<b>contains the chosen continuation</b>")
         out.append(
-            f"<details class='rollouts' data-phase='{_esc(phase)}' data-t='{t}'><summary>{' · '.join(summary)}</summary>"
+            f"<details class='rollouts' data-phase='{_esc(phase)}' data-t='{t}'>"
+            f"<summary>{' · '.join(summary)}</summary>"
             + "".join(_rollout_html(r) for r in rs)
             + "</details>"
         )

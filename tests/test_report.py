@@ -339,7 +339,8 @@ def test_report_lists_each_steps_rollouts_escaped_and_marks_the_chosen_one(tmp_p
     assert "f<sub>1</sub> = 0.75 · 3 of 4 correct" in page
     # every rollout text is there, escaped
     assert "<script>alert" not in page and "<b>bold</b>" not in page and "<i>7</i>" not in page
-    texts = [html.unescape(t) for t in re.findall(r"<div class='rollout [^']*'>.*?<pre class='text'>(.*?)</pre>", page, flags=re.DOTALL)]
+    pattern = r"<div class='rollout [^']*'>.*?<pre class='text'>(.*?)</pre>"
+    texts = [html.unescape(t) for t in re.findall(pattern, page, flags=re.DOTALL)]
     assert texts == [r["text"] for r in records]
     assert page.count("rollout ok chosen") + page.count("rollout bad chosen") == 1
     (chosen,) = re.findall(r"<div class='rollout ok chosen'>.*?<pre class='text'>(.*?)</pre>", page, flags=re.DOTALL)
@@ -356,7 +357,8 @@ def test_report_warns_when_many_rollouts_hit_the_token_cap(tmp_path):
     assert stats["token_cap_share"] == pytest.approx(8 / 17)
     write_report(ds3, stats, str(tmp_path / "b.html"))
     page = (tmp_path / "b.html").read_text(encoding="utf-8")
-    assert "class='banner warnbanner'" in page and "47% of the student's rollouts hit the token cap" in html.unescape(page)
+    assert "class='banner warnbanner'" in page
+    assert "47% of the student's rollouts hit the token cap" in html.unescape(page)
     assert "raise max_new_tokens" in page and "8 hit the max_new_tokens cap (47%)" in page
 
 
@@ -370,7 +372,9 @@ def test_stepwise_with_rollouts_adds_columns_only():
     ds2, records = _with_rollouts(0.0)
     plain = to_stepwise(ds2)
     sw = to_stepwise(ds2, include_rollouts=True)
-    assert sw.column_names == ["prompt", "completions", "labels", "step_correct", "step_total", "step_rollouts", "step_rollout_correct"]
+    assert sw.column_names == [
+        "prompt", "completions", "labels", "step_correct", "step_total", "step_rollouts", "step_rollout_correct"
+    ]
     assert sw.select_columns(["prompt", "completions", "labels"]).to_list() == plain.to_list()
     # f = 0.25, 0.75, 0, 1 over 4 rollouts; steps 1..3 only (t = 0 is the problem alone, not a step)
     assert sw["step_correct"] == [[3, 0, 4]] and sw["step_total"] == [[4, 4, 4]]
