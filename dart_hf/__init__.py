@@ -1,6 +1,6 @@
 """dart_hf: adapt expert reasoning datasets to a small student model (DART, arXiv 2505.20700)."""
 
-from .adapter import OUTPUT_COLUMNS, DartAdapter, is_usable
+from .adapter import OUTPUT_COLUMNS, DartAdapter, is_usable, rollout_records
 from .backends.base import Completion, GenerationBackend, GenerationRequest
 from .config import DartConfig
 
@@ -29,4 +29,5 @@ __all__ = [
     "GenerationBackend",
     "GenerationRequest",
     "is_usable",
+    "rollout_records",
 ]

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Generator, Mapping, Optional, Sequence
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .backends.base import derive_seed
@@ -44,8 +45,28 @@ OUTPUT_COLUMNS = (
     "dart_seconds",
     "dart_selection",
     "dart_error",
+    "dart_rollout_endings",
+    "dart_rollouts",
     "prompt",
     "completion",
+)
+
+#: How a rollout ended (`Completion.finish_reason`): after its final `\boxed{}` answer, at the
+#: student's end-of-sequence token, or at the `max_new_tokens` cap. Keys of `dart_rollout_endings`.
+ROLLOUT_ENDINGS = ("answer", "stop", "length")
+
+#: Fields of `dart_rollouts`, one equal-length list each (one entry per judged continuation).
+ROLLOUT_FIELDS = (
+    "prefix_index",
+    "phase",
+    "sample",
+    "text",
+    "answer",
+    "correct",
+    "tokens",
+    "finish_reason",
+    "logprob",
+    "chosen",
 )
 
 #: Actions whose `dart_solution` is fit for training.
@@ -228,8 +249,9 @@ class DartAdapter:
         n_prefixes = len(example.steps) + 1
         sim, gap = yield from simulate(len(example.steps), config)
         scores = success_rates(sim, n_prefixes)
-        explore_tokens = 0
+        explored: list[list[Rollout]] = []  # exploration draws, in the order they were sampled
 
+        chosen: Optional[Rollout] = None  # the continuation assembled into the solution, if any
         out = {
             "dart_steps": list(example.steps),
             "dart_gap_step": -1 if gap is None else gap,
@@ -245,7 +267,6 @@ class DartAdapter:
             starts = [gap - 1]
             if config.fallback == "backoff":
                 starts += sorted(range(gap - 1), key=lambda t: (-(scores[t] if not math.isnan(scores[t]) else -1.0), -t))
-            chosen: Optional[Rollout] = None
             for t in starts:
                 drawn = len(sim[t])
                 if drawn < config.n_sim:  # early stop / adaptive left it short: select among the full grid's candidates
@@ -254,7 +275,7 @@ class DartAdapter:
                 candidates = [r for r in sim[t] if r.correct]
                 if not candidates and config.n_explore > 0:
                     (extra,) = yield [SampleJob(t, config.n_explore, "explore")]
-                    explore_tokens += sum(r.completion.num_tokens for r in extra)
+                    explored.append(list(extra))
                     candidates = [r for r in extra if r.correct]
                 if candidates:
                     seed = derive_seed(config.seed, example.key, "select", t)
@@ -276,7 +297,11 @@ class DartAdapter:
         # after any top-ups: what was drawn, and what it cost
         out["dart_step_success"] = success_rates(sim, n_prefixes)
         out["dart_step_samples"] = [len(sim[t]) for t in range(n_prefixes)]
-        out["dart_tokens_generated"] = _tokens(sim) + explore_tokens
+        judged = [(r, "sim", j) for t in range(n_prefixes) for j, r in enumerate(sim[t])]
+        judged += [(r, "explore", j) for extra in explored for j, r in enumerate(extra)]
+        out["dart_tokens_generated"] = sum(r.completion.num_tokens for r, _, _ in judged)
+        out["dart_rollout_endings"] = _endings(r for r, _, _ in judged)
+        out["dart_rollouts"] = _rollout_column(judged if config.keep_rollouts else [], chosen)
         out["prompt"] = example.context
         out["completion"] = [{"role": "assistant", "content": out["dart_solution"]}]
         return out
@@ -305,8 +330,86 @@ def _is_backend(obj: Any) -> bool:
     return callable(getattr(type(obj), "generate", None)) and hasattr(type(obj), "__dict__") and "fingerprint" in dir(obj)
 
 
-def _tokens(rollouts: dict[int, list[Rollout]]) -> int:
-    return sum(r.completion.num_tokens for rs in rollouts.values() for r in rs)
+def _endings(rollouts: Any) -> dict[str, int]:
+    """Counts of `ROLLOUT_ENDINGS`; a finish reason a backend made up counts as "stop" (it ended on its own)."""
+    counts = dict.fromkeys(ROLLOUT_ENDINGS, 0)
+    for r in rollouts:
+        reason = r.completion.finish_reason
+        counts[reason if reason in counts else "stop"] += 1
+    return counts
+
+
+def _string_dtype() -> Any:
+    # numpy >= 2 keeps strings exactly (the fixed-width "U" dtype drops trailing NUL characters)
+    dtypes = getattr(np, "dtypes", None)
+    return dtypes.StringDType() if hasattr(dtypes, "StringDType") else str
+
+
+_ROLLOUT_DTYPES = {
+    "prefix_index": np.int64,
+    "phase": "string",
+    "sample": np.int64,
+    "text": "string",
+    "answer": "string",
+    "correct": np.bool_,
+    "tokens": np.int64,
+    "finish_reason": "string",
+    "logprob": np.float64,
+    "chosen": np.bool_,
+}
+
+
+def _rollout_column(drawn: Sequence[tuple[Rollout, str, int]], chosen: Optional[Rollout]) -> dict[str, Any]:
+    """The `dart_rollouts` value: one typed numpy array per field in `ROLLOUT_FIELDS`, equal lengths.
+
+    Column-wise on purpose: `datasets` infers a column's Arrow type from the first batch it writes,
+    and an empty Python list has no element type (it becomes `list<null>`, which no later batch can
+    widen). A typed numpy array keeps its type even when empty, so the column gets the same type
+    with `keep_rollouts` off, on error rows, and in any batch order.
+    """
+    values: dict[str, list] = {
+        "prefix_index": [r.prefix_index for r, _, _ in drawn],
+        "phase": [phase for _, phase, _ in drawn],
+        "sample": [j for _, _, j in drawn],
+        "text": [r.completion.text for r, _, _ in drawn],
+        "answer": [r.answer or "" for r, _, _ in drawn],
+        "correct": [bool(r.correct) for r, _, _ in drawn],
+        "tokens": [r.completion.num_tokens for r, _, _ in drawn],
+        "finish_reason": [r.completion.finish_reason for r, _, _ in drawn],
+        "logprob": [float("nan") if r.completion.logprob is None else r.completion.logprob for r, _, _ in drawn],
+        "chosen": [chosen is not None and r is chosen for r, _, _ in drawn],
+    }
+    string = _string_dtype()
+    return {
+        name: np.array(values[name], dtype=string if _ROLLOUT_DTYPES[name] == "string" else _ROLLOUT_DTYPES[name])
+        for name in ROLLOUT_FIELDS
+    }
+
+
+def rollout_records(value: Optional[Mapping[str, Sequence[Any]]]) -> list[dict[str, Any]]:
+    """A row's `dart_rollouts` (stored column-wise) as one dict per rollout, in the order they were drawn.
+
+    Accepts the value as `DartAdapter` returns it (numpy arrays) or as `datasets` reads it back
+    (lists); None or a missing column gives `[]`.
+    """
+    if value is None or len(value) == 0:
+        return []
+    columns = {name: [] if value.get(name) is None else list(value[name]) for name in ROLLOUT_FIELDS}
+    n = len(columns["text"])
+    if any(len(v) != n for v in columns.values()):
+        raise ValueError(f"dart_rollouts fields have different lengths: { {k: len(v) for k, v in columns.items()} }")
+    out = []
+    for i in range(n):
+        record = {name: columns[name][i] for name in ROLLOUT_FIELDS}
+        for name in ("prefix_index", "sample", "tokens"):
+            record[name] = int(record[name])
+        for name in ("phase", "text", "answer", "finish_reason"):
+            record[name] = str(record[name])
+        for name in ("correct", "chosen"):
+            record[name] = bool(record[name])
+        record["logprob"] = float("nan") if record["logprob"] is None else float(record["logprob"])
+        out.append(record)
+    return out
 
 
 def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartConfig, reason: str) -> dict[str, Any]:
@@ -331,6 +434,8 @@ def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartC
         "dart_tokens_generated": 0,
         "dart_selection": "",
         "dart_error": reason,
+        "dart_rollout_endings": dict.fromkeys(ROLLOUT_ENDINGS, 0),
+        "dart_rollouts": _rollout_column([], None),
         "prompt": context,
         "completion": [{"role": "assistant", "content": solution}],
     }

@@ -63,6 +63,16 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "dart_seconds": ("float", "wall time spent on this row, in seconds"),
     "dart_selection": ("str", "policy that chose the student continuation (explore rows only)"),
     "dart_error": ("str", "why the row could not be adapted (error rows only)"),
+    "dart_rollout_endings": (
+        "struct",
+        "how the row's rollouts ended: `answer` (after the final `\\boxed{}`), `stop` (end-of-sequence), "
+        "`length` (hit `max_new_tokens`)",
+    ),
+    "dart_rollouts": (
+        "struct of lists",
+        "every judged student continuation (prefix_index, phase, sample, text, answer, correct, tokens, "
+        "finish_reason, logprob, chosen), one entry per rollout; empty unless adapted with `keep_rollouts=True`",
+    ),
     "prompt": ("list[message]", "chat prompt: the problem with the instruction the student saw"),
     "completion": ("list[message]", "assistant turn holding `dart_solution`: what SFT trains on"),
 }
@@ -264,6 +274,14 @@ def _dataset_body(
         f"- mean f_0 (student alone): **{_num(stats.get('mean_f0'), 3)}**; "
         f"mean f_T (after all expert steps): **{_num(stats.get('mean_fT'), 3)}**",
     ]
+    from .report import endings_text, token_cap_warning
+
+    endings = endings_text(stats)
+    if endings:
+        parts.append(f"- how the student's rollouts ended: {_cell(endings)}")
+        warning = token_cap_warning(stats)
+        if warning:
+            parts.append(f"- **warning**: {_cell(warning)}")
     selection = stats.get("selection") or {}
     if selection:
         parts.append(

@@ -53,6 +53,12 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap per rollout (default: 96 for planted_gap, else 160)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--keep-rollouts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="store every student attempt in dart_rollouts and show them in the report (default: on)",
+    )
     p.add_argument("--problem-column", default="problem")
     p.add_argument("--solution-column", default="solution")
     p.add_argument("--answer-column", default="answer")
@@ -74,6 +80,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         max_new_tokens=args.max_new_tokens or (96 if args.dataset == PLANTED_GAP else 160),
         temperature=args.temperature,
         seed=args.seed,
+        keep_rollouts=args.keep_rollouts,
         problem_column=args.problem_column,
         solution_column=args.solution_column,
         answer_column=args.answer_column,
@@ -98,6 +105,8 @@ def run_demo(args: argparse.Namespace) -> dict:
 
 
 def _print_summary(adapted, stats: dict, paths: dict) -> None:
+    from .report import endings_text, token_cap_warning
+
     planted = adapted["planted_gap"] if "planted_gap" in adapted.column_names else None
     print()
     print(f"{'#':>2}  {'action':<8} {'gap':>3} {'planted':>7}  {'f_0..f_T':<30} {'tokens':>6}  problem")
@@ -124,6 +133,11 @@ def _print_summary(adapted, stats: dict, paths: dict) -> None:
         f"generated {stats['tokens_generated']} tokens in {stats['wall_seconds']:.0f} s "
         f"({stats['tokens_per_second']:.1f} tokens/s)"
     )
+    endings, warning = endings_text(stats), token_cap_warning(stats)
+    if endings:
+        print(f"rollout endings: {endings}")
+    if warning:
+        print(f"WARNING: {warning}")
     print(f"outputs: {os.path.dirname(paths['report.html'])}/ -> open report.html in a browser")
 
 

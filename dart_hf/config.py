@@ -81,6 +81,16 @@ class DartConfig:
 
     seed: int = field(default=0, metadata={"help": "Base seed; every example derives its own from it."})
 
+    # What to keep
+    keep_rollouts: bool = field(
+        default=False,
+        metadata={
+            "help": "Store every judged continuation (text, answer, verdict, tokens, finish reason) in the "
+            "`dart_rollouts` column, for the report and the stepwise export. Off by default: it holds all the "
+            "generated text (n_sim x (T+1) continuations per row)."
+        },
+    )
+
     # Columns
     problem_column: str = field(default="problem", metadata={"help": "Column with the problem statement."})
     solution_column: str = field(default="solution", metadata={"help": "Column with the expert solution."})

@@ -36,6 +36,16 @@ POSITION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Relative gap positions gap/T fall in one of these half-open intervals (lo, hi].
 GAP_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
+#: Rollout endings, as in `dart_rollout_endings`, with the words the report and cards use for them.
+ENDINGS = {
+    "answer": "stopped after a \\boxed{} answer",
+    "stop": "ended at end-of-sequence",
+    "length": "hit the max_new_tokens cap",
+}
+
+#: Share of rollouts ending at the token cap from which the report warns that max_new_tokens is too small.
+TOKEN_CAP_WARNING = 0.25
+
 _REQUIRED = (
     "dart_steps",
     "dart_step_success",
@@ -100,9 +110,10 @@ def _check_adapted(dataset: Any) -> None:
         )
 
 
-def _rows(dataset: Any) -> list[dict[str, Any]]:
+def _rows(dataset: Any, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts of the DART columns the summaries read (plus `extra` columns when present)."""
     _check_adapted(dataset)
-    names = list(_REQUIRED) + [
+    names = list(_REQUIRED) + list(extra) + [
         "dart_student_start",
         "dart_answer",
         "dart_seconds",
@@ -150,6 +161,34 @@ def _mean(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def endings_text(stats: Mapping[str, Any]) -> str | None:
+    """One line on how the rollouts ended ("12 stopped after a \\boxed{} answer (40%), ..."), or None.
+
+    Shared by the HTML report and the dataset card; plain text (escape it for HTML).
+    """
+    endings = stats.get("rollout_endings")
+    if not isinstance(endings, Mapping):
+        return None
+    total = sum(int(endings.get(k) or 0) for k in ENDINGS)
+    if not total:
+        return None
+    counts = {k: int(endings.get(k) or 0) for k in ENDINGS}
+    parts = [f"{counts[k]:,} {words} ({counts[k] / total:.0%})" for k, words in ENDINGS.items()]
+    return f"{total:,} rollouts: " + ", ".join(parts)
+
+
+def token_cap_warning(stats: Mapping[str, Any]) -> str | None:
+    """A warning when at least `TOKEN_CAP_WARNING` of the rollouts hit the token cap, else None (plain text)."""
+    share = stats.get("token_cap_share")
+    if not _is_num(share) or share < TOKEN_CAP_WARNING:
+        return None
+    return (
+        f"{share:.0%} of the student's rollouts hit the token cap before finishing: raise max_new_tokens. "
+        "A rollout cut off before its answer counts as a failure, so f_t underestimates the student and "
+        "gaps may be found where there are none."
+    )
+
+
 # ---------------------------------------------------------------------------------------------- stats
 def compute_stats(
     dataset: Any,
@@ -170,7 +209,14 @@ def compute_stats(
         explore rows), tokens_generated (sum), wall_seconds (the given wall time, else the sum of
         `dart_seconds`), tokens_per_second, cost (tokens/seconds per example, means over all rows),
         mean_steps (mean T over non-error rows), mean_f0 / mean_fT (student alone / after all expert
-        steps), mean_success_by_position, gap_histogram, config, student, source.
+        steps), mean_success_by_position, gap_histogram, rollout_endings, token_cap_share, config,
+        student, source.
+
+    `rollout_endings`: how all judged rollouts ended, summed over rows from `dart_rollout_endings`:
+    `answer` (stopped after its final `\\boxed{}`), `stop` (end-of-sequence), `length` (hit
+    `max_new_tokens`); None when the dataset has no such column. `token_cap_share` = length / total
+    (None without rollouts): a large share means the budget cut the student off, and f_t is then
+    lower than the student's real chance.
 
     `mean_success_by_position`: a problem with T steps has scores f_0..f_T; f_t sits at relative
     position t/T, which is rounded to the nearest of 0, 0.25, 0.5, 0.75, 1 (halves round up). The
@@ -182,7 +228,7 @@ def compute_stats(
     (.25, .5], (.5, .75], (.75, 1] plus "none" (no gap); `absolute` counts the 1-based gap step
     ("1", "2", ...) plus "none".
     """
-    rows = _rows(dataset)
+    rows = _rows(dataset, extra=("dart_rollout_endings",))
     n = len(rows)
     actions = {a: 0 for a in ACTIONS}
     for r in rows:
@@ -225,6 +271,15 @@ def compute_stats(
     errors = Counter(r.get("dart_error") or "unknown error" for r in rows if r["dart_action"] == "error")
     selection = Counter(r.get("dart_selection") or "" for r in rows if r["dart_action"] == "explore")
 
+    endings = None
+    if "dart_rollout_endings" in getattr(dataset, "column_names", []):
+        endings = dict.fromkeys(ENDINGS, 0)
+        for r in rows:
+            for k, v in (r.get("dart_rollout_endings") or {}).items():
+                if k in endings and _is_num(v):
+                    endings[k] += int(v)
+    n_rollouts = sum(endings.values()) if endings else 0
+
     stats = {
         "n_examples": n,
         "usable": usable,
@@ -246,6 +301,8 @@ def compute_stats(
         "mean_success_by_position": {f"{b:g}": _mean(v) for b, v in by_pos.items()},
         "success_by_position_counts": {f"{b:g}": len(v) for b, v in by_pos.items()},
         "gap_histogram": {"relative": relative, "absolute": absolute_sorted},
+        "rollout_endings": endings,
+        "token_cap_share": endings["length"] / n_rollouts if n_rollouts else None,
         "config": config,
         "student": student,
         "source": source,
@@ -260,7 +317,7 @@ def compute_stats(
 
 
 # ---------------------------------------------------------------------------------------------- stepwise
-def to_stepwise(dataset: Any, threshold: float = 0.5) -> datasets.Dataset:
+def to_stepwise(dataset: Any, threshold: float = 0.5, *, include_rollouts: bool = False) -> datasets.Dataset:
     """Export the per-step success rates as TRL's stepwise-supervision dataset (for a PRM).
 
     Columns (as TRL's PRM trainer reads them: `prompt` str, `completions` list[str], `labels`
@@ -273,36 +330,70 @@ def to_stepwise(dataset: Any, threshold: float = 0.5) -> datasets.Dataset:
       are dropped together with their label;
     * `labels`: step k (1-based) is True when the student can still follow: f_k >= threshold.
 
+    With `include_rollouts=True` these columns are added (TRL ignores extra columns), one entry per
+    step of `completions`, about the simulation rollouts drawn after that step:
+
+    * `step_correct` / `step_total` (list[int]): how many of them reached the gold answer, out of how
+      many (so a PRM can weight labels by their evidence); from `dart_rollouts` when the row kept its
+      rollouts, else from `dart_step_success` x `dart_step_samples`;
+    * `step_rollouts` (list[list[str]]) and `step_rollout_correct` (list[list[bool]]): the student's
+      continuations after the step and their verdicts (empty lists when the row kept no rollouts,
+      see `DartConfig.keep_rollouts`).
+
     Skipped rows (they carry no trustworthy per-step signal): `dart_action == "error"`, rows with
     any NaN among f_1..f_T (a prefix not simulated), and rows with no steps. The output therefore
     can have fewer rows than the input; it is an export, not the adapted dataset.
     """
     import datasets
 
-    prompts, completions, labels = [], [], []
-    for r in _rows(dataset):
+    from .adapter import rollout_records
+
+    extra = ("dart_step_samples", "dart_rollouts") if include_rollouts else ()
+    cols: dict[str, list] = {"prompt": [], "completions": [], "labels": []}
+    if include_rollouts:
+        cols.update(step_correct=[], step_total=[], step_rollouts=[], step_rollout_correct=[])
+    for r in _rows(dataset, extra=extra):
         if r["dart_action"] == "error":
             continue
         steps = list(r["dart_steps"] or [])
         scores = _scores(r)
         if not steps or len(scores) != len(steps) + 1 or not all(math.isfinite(f) for f in scores[1:]):
             continue
-        pairs = [(s.rstrip(), f >= threshold) for s, f in zip(steps, scores[1:]) if s.strip()]
-        if not pairs:
+        kept = [k for k, s in enumerate(steps, start=1) if s.strip()]
+        if not kept:
             continue
-        prompts.append(_problem_text(r))
-        completions.append([s for s, _ in pairs])
-        labels.append([bool(lab) for _, lab in pairs])
-    features = datasets.Features(
-        {
-            "prompt": datasets.Value("string"),
-            "completions": datasets.List(datasets.Value("string")),
-            "labels": datasets.List(datasets.Value("bool")),
-        }
-    )
-    return datasets.Dataset.from_dict(
-        {"prompt": prompts, "completions": completions, "labels": labels}, features=features
-    )
+        cols["prompt"].append(_problem_text(r))
+        cols["completions"].append([steps[k - 1].rstrip() for k in kept])
+        cols["labels"].append([bool(scores[k] >= threshold) for k in kept])
+        if include_rollouts:
+            sim = [x for x in rollout_records(r.get("dart_rollouts")) if x["phase"] == "sim"]
+            by_t: dict[int, list[dict]] = {}
+            for x in sim:
+                by_t.setdefault(x["prefix_index"], []).append(x)
+            samples = list(r.get("dart_step_samples") or [])
+            if sim:
+                correct = [sum(x["correct"] for x in by_t.get(k, [])) for k in kept]
+                total = [len(by_t.get(k, [])) for k in kept]
+            else:
+                total = [int(samples[k]) if k < len(samples) else 0 for k in kept]
+                correct = [round(scores[k] * n) for k, n in zip(kept, total)]
+            cols["step_correct"].append(correct)
+            cols["step_total"].append(total)
+            cols["step_rollouts"].append([[x["text"] for x in by_t.get(k, [])] for k in kept])
+            cols["step_rollout_correct"].append([[x["correct"] for x in by_t.get(k, [])] for k in kept])
+    spec = {
+        "prompt": datasets.Value("string"),
+        "completions": datasets.List(datasets.Value("string")),
+        "labels": datasets.List(datasets.Value("bool")),
+    }
+    if include_rollouts:
+        spec.update(
+            step_correct=datasets.List(datasets.Value("int64")),
+            step_total=datasets.List(datasets.Value("int64")),
+            step_rollouts=datasets.List(datasets.List(datasets.Value("string"))),
+            step_rollout_correct=datasets.List(datasets.List(datasets.Value("bool"))),
+        )
+    return datasets.Dataset.from_dict(cols, features=datasets.Features(spec))
 
 
 # ---------------------------------------------------------------------------------------------- plots
@@ -556,7 +647,16 @@ figcaption { color: var(--muted); font-size: 14px; max-width: 70em; margin-top: 
 .err { color: #b0413e; }
 .banner { border: 1px solid #b0413e; background: #fdecea; color: #7a1f1c; border-radius: 6px; padding: 10px 14px;
           margin: 14px 0; font-weight: 600; }
+.warn { color: #8a5300; font-weight: 600; }
+.banner.warnbanner { border-color: #d9a400; background: #fff6d6; color: #6b4a00; }
 details { margin: 8px 0; } summary { cursor: pointer; color: var(--muted); }
+details.rollouts { margin: 3px 0; } details.rollouts > summary { font-size: 13.5px; }
+.rollout { border-left: 3px solid var(--line); padding: 2px 0 2px 10px; margin: 6px 0 6px 4px; }
+.rollout.ok { border-left-color: #4c9a5f; } .rollout.bad { border-left-color: #b0413e; }
+.rollout.chosen { background: var(--student); border-left-color: var(--student-edge); }
+.rollout .head { font-size: 13px; color: var(--muted); }
+.rollout .head b { color: var(--fg); }
+.rollout .text { max-height: 18em; font-size: 12.5px; }
 @media (max-width: 900px) { .grid2 { grid-template-columns: 1fr; } }
 """
 
@@ -647,6 +747,13 @@ def _summary_table(stats: Mapping[str, Any]) -> str:
             f"after all expert steps f<sub>T</sub> = {_fmt(stats.get('mean_fT'), 2)} (means)",
         ),
     ]
+    endings = endings_text(stats)
+    if endings:
+        warn = token_cap_warning(stats)
+        cell = _esc(endings)
+        if warn:
+            cell += f"<br><span class='warn'>⚠ {_esc(warn)}</span>"
+        rows.append(("rollout endings", cell))
     if cfg_short:
         rows.append(("settings", _esc(cfg_short)))
     errors = stats.get("error_reasons") or {}
@@ -687,6 +794,12 @@ def _banner(stats: Mapping[str, Any]) -> str:
     return ""
 
 
+def _cap_banner(stats: Mapping[str, Any]) -> str:
+    """A visible warning on top when too many rollouts were cut off by `max_new_tokens`."""
+    warn = token_cap_warning(stats)
+    return f"<div class='banner warnbanner'>⚠ {_esc(warn)}</div>" if warn else ""
+
+
 def _pick_examples(rows: list[dict], k: int) -> list[int]:
     """Explore rows first (they show what DART changes), then fallback, imitate, error; in row order."""
     order = {"explore": 0, "fallback": 1, "imitate": 2, "error": 3}
@@ -724,6 +837,80 @@ def _adapted_html(row: Mapping[str, Any]) -> str:
     k = next((k for k in range(len(steps) + 1) if "".join(steps[:k]) == prefix), None)
     prefix_html = _steps_html(steps[:k]) if k is not None else _esc(prefix)
     return f"{prefix_html}<span class='student'>{_esc(student)}</span>"
+
+
+_FINISH_WORDS = {"answer": "after its answer", "stop": "end-of-sequence", "length": "token cap"}
+
+
+def _rollout_html(r: Mapping[str, Any]) -> str:
+    ok = bool(r["correct"])
+    cls = "rollout " + ("ok" if ok else "bad") + (" chosen" if r["chosen"] else "")
+    answer = f"answer <b>{_esc(r['answer'])}</b>" if r["answer"] else "no answer"
+    finish = _FINISH_WORDS.get(r["finish_reason"], r["finish_reason"])
+    head = [
+        f"<b>{'✓' if ok else '✗'}</b> sample {int(r['sample'])}",
+        answer,
+        f"{int(r['tokens'])} tokens",
+        f"ended: {_esc(finish)}",
+    ]
+    if _is_num(r.get("logprob")):
+        head.append(f"mean log-prob {r['logprob']:.3f}")
+    if r["chosen"]:
+        head.append("<b>chosen: this is the student text in the adapted solution</b>")
+    return (
+        f"<div class='{cls}'><div class='head'>{' · '.join(head)}</div>"
+        f"<pre class='text'>{_esc(r['text'])}</pre></div>"
+    )
+
+
+def _rollouts_html(row: Mapping[str, Any]) -> str:
+    """Every stored attempt of the student, one collapsed `<details>` per prefix t (then per exploration)."""
+    from .adapter import rollout_records
+
+    records = rollout_records(row.get("dart_rollouts"))
+    if not records:
+        if row.get("dart_action") == "error":
+            return ""
+        return (
+            "<div class='key'>The student's individual attempts were not stored: adapt with "
+            "<code>DartConfig(keep_rollouts=True)</code> to see them here.</div>"
+        )
+    T = len(row.get("dart_steps") or [])
+    scores = _scores(row)
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["phase"], int(r["prefix_index"])), []).append(r)
+    order = sorted(groups, key=lambda g: (g[0] != "sim", g[1]))
+    out = [
+        "<div class='label'>The student's attempts <span class='key'>(click a line to open it; ✓ = reached the gold "
+        "answer)</span></div>"
+    ]
+    for phase, t in order:
+        rs = groups[(phase, t)]
+        if t == 0:
+            where = "the student alone (t = 0)"
+        elif t == T:
+            where = f"after all {T} expert steps (t = {t})"
+        else:
+            where = f"after {t} expert step{'s' if t != 1 else ''} (t = {t})"
+        if phase == "sim":
+            f = scores[t] if t < len(scores) else float("nan")
+            title = f"{where}{f': f<sub>{t}</sub> = {f:.2f}' if math.isfinite(f) else ''}"
+        else:
+            title = f"exploration from {where}"
+        ends = Counter(r["finish_reason"] for r in rs)
+        summary = [title, f"{sum(r['correct'] for r in rs)} of {len(rs)} correct"]
+        if ends.get("length"):
+            summary.append(f"{ends['length']} hit the token cap")
+        if any(r["chosen"] for r in rs):
+            summary.append("<b>contains the chosen continuation</b>")
+        out.append(
+            f"<details class='rollouts' data-phase='{_esc(phase)}' data-t='{t}'>"
+            f"<summary>{' · '.join(summary)}</summary>"
+            + "".join(_rollout_html(r) for r in rs)
+            + "</details>"
+        )
+    return "\n".join(out)
 
 
 def _example_html(i: int, row: Mapping[str, Any]) -> str:
@@ -804,6 +991,9 @@ def _example_html(i: int, row: Mapping[str, Any]) -> str:
         f"<pre class='text adapted'>{_adapted_html(row)}</pre>{right_key}</div>"
         "</div>"
     )
+    attempts = _rollouts_html(row)
+    if attempts:
+        out.append(attempts)
     out.append("</div>")
     return "\n".join(out)
 
@@ -839,6 +1029,11 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
     ]
     gaps_uri, actions_uri = _plot_gaps(stats), _plot_actions(stats)
     picked = _pick_examples(rows, max_examples)
+    if picked and "dart_rollouts" in dataset.column_names:  # read the (large) rollouts of the shown rows only
+        shown = dataset.select(picked).select_columns(["dart_rollouts"]).to_dict()["dart_rollouts"]
+        rows = list(rows)
+        for i, value in zip(picked, shown):
+            rows[i] = {**rows[i], "dart_rollouts": value}
     n_explore = int((stats.get("actions") or {}).get("explore", 0) or 0)
     parts = [
         "<!DOCTYPE html>",
@@ -849,6 +1044,7 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
         f"<h1>{_esc(title)}</h1>",
         f"<p class='lead'>{_INTRO}</p>",
         _banner(stats),
+        _cap_banner(stats),
         "<h2>Summary</h2>",
         _summary_table(stats),
         "<h2>Where the student loses track</h2>",

@@ -2,7 +2,8 @@
 
 Prompts are rendered with the template "{problem}||{prefix}" and expert steps are "STEP k ...", so the
 backend can tell which prefix it continues. Outcomes per prefix t and sample j: True (writes the gold),
-False (writes a wrong answer), None (writes no answer).
+False (writes a wrong answer), None (writes no answer). A continuation with an answer ends with
+finish reason "answer"; one without ends with `lost_reason` ("length" unless set: it ran to the cap).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ScriptedBackend:
     tokenizer: object = None
     context_length: Optional[int] = None
     calls: list = field(default_factory=list)
+    lost_reason: str = "length"  # finish reason of continuations that write no answer
 
     def generate(self, requests):
         out = []
@@ -52,7 +54,8 @@ class ScriptedBackend:
                 else:
                     text = f"student {phase} {t}.{j} is lost"
                 lp = self.logprobs[t][j] if self.logprobs and t in self.logprobs else -0.1 * (j + 1)
-                completions.append(Completion(text=text, num_tokens=len(text.split()), logprob=lp))
+                reason = self.lost_reason if outcome is None else "answer"
+                completions.append(Completion(text=text, num_tokens=len(text.split()), logprob=lp, finish_reason=reason))
             out.append(completions)
         return out
 

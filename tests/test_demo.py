@@ -44,6 +44,11 @@ def test_demo_outputs_agree(tiny_student, tmp_path):
     assert set(stepwise.columns) >= {"prompt", "completions", "labels"}
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html
+    # the demo keeps every rollout: the report shows them, and 8 new tokens cut most of them off
+    assert stats["config"]["keep_rollouts"] is True
+    assert "<details class='rollouts'" in html
+    assert sum(stats["rollout_endings"].values()) == sum(len(r["text"]) for r in ds["dart_rollouts"]) > 0
+    assert stats["rollout_endings"]["length"] > 0 and "rollout endings:" in proc.stdout
 
 
 def test_demo_missing_columns_is_a_clear_error(tiny_student, tmp_path):

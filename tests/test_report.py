@@ -232,6 +232,7 @@ def test_real_adapter_output_round_trip(tmp_path):
 
     stats = compute_stats(out, config=adapter.config.to_dict(), wall_seconds=1.0)
     assert stats["actions"] == {"imitate": 0, "explore": 1, "fallback": 0, "error": 1}
+    assert stats["rollout_endings"] == {"answer": 16, "stop": 0, "length": 0}
     assert stats["tokens_generated"] == sum(out["dart_tokens_generated"]) > 0
     assert stats["gap_histogram"]["absolute"] == {"2": 1, "none": 0}
     sw = to_stepwise(out)
@@ -279,3 +280,108 @@ def test_report_warns_when_the_student_never_succeeds(tmp_path):
     write_report(small, compute_stats(small), str(tmp_path / "report.html"))
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "class='banner'" in page and "never reached the gold answer" in page
+
+
+# ------------------------------------------------------------------------------------------ rollouts
+def _rollouts(records):
+    from dart_hf.adapter import ROLLOUT_FIELDS
+
+    return {name: [r[name] for r in records] for name in ROLLOUT_FIELDS}
+
+
+def _record(t, j, text, correct, *, phase="sim", reason="answer", chosen=False, answer="3"):
+    return dict(prefix_index=t, phase=phase, sample=j, text=text, answer=answer if reason != "length" else "",
+                correct=correct, tokens=len(text), finish_reason=reason, logprob=-0.5, chosen=chosen)
+
+
+EVIL = "</pre><script>alert(1)</script> & <b>bold</b>"
+
+
+def _with_rollouts(length_share):
+    """Row 0 (explore, gap at step 2, student continues after step 1) with its 16 rollouts; row 3 (error) with none."""
+    scores = ROWS[0]["dart_step_success"]
+    records, n_length = [], round(16 * length_share)
+    for t, f in enumerate(scores):
+        for j in range(4):
+            correct = j < round(4 * f)
+            reason = "length" if not correct and n_length > 0 else "answer"
+            n_length -= reason == "length"
+            text = STUDENT_TEXT if (t, j) == (1, 0) else (EVIL if (t, j) == (0, 3) else f"try {t}.{j}")
+            records.append(_record(t, j, text, correct, reason=reason, chosen=(t, j) == (1, 0)))
+    records += [_record(1, 0, "explored but unused", False, phase="explore", reason="stop", answer="<i>7</i>")]
+    rows = []
+    for row, recs in ((ROWS[0], records), (ROWS[3], [])):
+        ends = {k: sum(r["finish_reason"] == k for r in recs) for k in ("answer", "stop", "length")}
+        rows.append({**row, "dart_rollouts": _rollouts(recs), "dart_rollout_endings": ends})
+    return datasets.Dataset.from_list(rows), records
+
+
+def test_stats_total_the_rollout_endings():
+    ds2, records = _with_rollouts(0.25)
+    stats = compute_stats(ds2)
+    assert stats["rollout_endings"] == {"answer": 12, "stop": 1, "length": 4}
+    assert stats["token_cap_share"] == pytest.approx(4 / 17)
+    json.dumps(stats, allow_nan=False)
+    # datasets adapted before the column existed: no numbers, no crash
+    old = compute_stats(datasets.Dataset.from_list(ROWS))
+    assert old["rollout_endings"] is None and old["token_cap_share"] is None
+
+
+def test_report_lists_each_steps_rollouts_escaped_and_marks_the_chosen_one(tmp_path):
+    ds2, records = _with_rollouts(0.0)
+    path = tmp_path / "report.html"
+    write_report(ds2, compute_stats(ds2), str(path))
+    page = path.read_text(encoding="utf-8")
+    # one collapsed <details> per prefix t = 0..3, plus one for the exploration from t = 1
+    blocks = re.findall(r"<details class='rollouts' data-phase='(\w+)' data-t='(\d+)'>", page)
+    assert blocks == [("sim", "0"), ("sim", "1"), ("sim", "2"), ("sim", "3"), ("explore", "1")]
+    assert "<details class='rollouts' open" not in page
+    assert "f<sub>1</sub> = 0.75 · 3 of 4 correct" in page
+    # every rollout text is there, escaped
+    assert "<script>alert" not in page and "<b>bold</b>" not in page and "<i>7</i>" not in page
+    pattern = r"<div class='rollout [^']*'>.*?<pre class='text'>(.*?)</pre>"
+    texts = [html.unescape(t) for t in re.findall(pattern, page, flags=re.DOTALL)]
+    assert texts == [r["text"] for r in records]
+    assert page.count("rollout ok chosen") + page.count("rollout bad chosen") == 1
+    (chosen,) = re.findall(r"<div class='rollout ok chosen'>.*?<pre class='text'>(.*?)</pre>", page, flags=re.DOTALL)
+    assert html.unescape(chosen) == STUDENT_TEXT
+    assert "rollout endings" in page and "class='banner warnbanner'" not in page
+
+
+def test_report_warns_when_many_rollouts_hit_the_token_cap(tmp_path):
+    ds2, _ = _with_rollouts(0.25)  # 4 of 17 rollouts: 23.5%, below the 25% line
+    write_report(ds2, compute_stats(ds2), str(tmp_path / "a.html"))
+    assert "raise max_new_tokens" not in (tmp_path / "a.html").read_text(encoding="utf-8")
+    ds3, _ = _with_rollouts(0.5)  # all 8 failed rollouts of 17 are cut: 47%
+    stats = compute_stats(ds3)
+    assert stats["token_cap_share"] == pytest.approx(8 / 17)
+    write_report(ds3, stats, str(tmp_path / "b.html"))
+    page = (tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "class='banner warnbanner'" in page
+    assert "47% of the student's rollouts hit the token cap" in html.unescape(page)
+    assert "raise max_new_tokens" in page and "8 hit the max_new_tokens cap (47%)" in page
+
+
+def test_report_says_when_rollouts_were_not_kept(ds, tmp_path):
+    write_report(ds, compute_stats(ds), str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "keep_rollouts=True" in page and "<details class='rollouts'" not in page
+
+
+def test_stepwise_with_rollouts_adds_columns_only():
+    ds2, records = _with_rollouts(0.0)
+    plain = to_stepwise(ds2)
+    sw = to_stepwise(ds2, include_rollouts=True)
+    assert sw.column_names == [
+        "prompt", "completions", "labels", "step_correct", "step_total", "step_rollouts", "step_rollout_correct"
+    ]
+    assert sw.select_columns(["prompt", "completions", "labels"]).to_list() == plain.to_list()
+    # f = 0.25, 0.75, 0, 1 over 4 rollouts; steps 1..3 only (t = 0 is the problem alone, not a step)
+    assert sw["step_correct"] == [[3, 0, 4]] and sw["step_total"] == [[4, 4, 4]]
+    assert sw["step_rollouts"][0][0] == [STUDENT_TEXT, "try 1.1", "try 1.2", "try 1.3"]  # sim only, not exploration
+    assert sw["step_rollout_correct"][0][1] == [False] * 4
+    # rows without stored rollouts: counts from f_t x samples, no texts
+    without = datasets.Dataset.from_list([{**ROWS[0], "dart_step_samples": [4, 4, 4, 4]}])
+    sw2 = to_stepwise(without, include_rollouts=True)
+    assert sw2["step_correct"] == [[3, 0, 4]] and sw2["step_rollouts"] == [[[], [], []]]
+    assert to_stepwise(datasets.Dataset.from_list([ROWS[3]]), include_rollouts=True).column_names == sw.column_names
