@@ -863,7 +863,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="tokens every throughput row generates (default 256; tiny 16)")
     parser.add_argument("--n-sim", type=int, default=4, help="samples per DART prompt")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the throughput rows")
-    parser.add_argument("--profile-steps", type=int, default=None, help="decode steps profiled per run (default 16; tiny 4)")
+    parser.add_argument("--profile-steps", type=int, default=None, help="decode steps profiled per run (default 16; tiny 8)")
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--subprocess-timeout", type=float, default=240.0, help="seconds for each launched run")
@@ -880,7 +880,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     if args.max_new_tokens is None:
         args.max_new_tokens = 16 if args.tiny else 256
     if args.profile_steps is None:
-        args.profile_steps = 4 if args.tiny else 16
+        args.profile_steps = 8 if args.tiny else 16
     return args
 
 
