@@ -439,8 +439,8 @@ def _requests(rows: list[tuple[str, int]], new_tokens: int, temperature: float) 
 class _Impl:
     """One way to generate `new_tokens` tokens for every row of a batch; returns the tokens generated."""
 
-    def __init__(self, name: str, run: Callable[[int], int]):
-        self.name, self.run = name, run
+    def __init__(self, name: str, run: Callable[[int], int], backend: Any = None):
+        self.name, self.run, self.backend = name, run, backend
 
 
 def _backend_impl(model: Any, tokenizer: Any, rows: list[tuple[str, int]], temperature: float) -> _Impl:
@@ -453,7 +453,7 @@ def _backend_impl(model: Any, tokenizer: Any, rows: list[tuple[str, int]], tempe
         backend.generate(_requests(rows, new_tokens, temperature))
         return backend.tokens_generated - before
 
-    return _Impl("backend", run)
+    return _Impl("backend", run, backend)
 
 
 def _generate_impl(model: Any, tokenizer: Any, rows: list[tuple[str, int]], temperature: float) -> _Impl:
@@ -499,11 +499,17 @@ def _busy(impl: _Impl, new_tokens: int, device: Any) -> tuple[float, float]:
         impl.run(new_tokens)
         _sync(device)
         wall = time.perf_counter() - start
-    events = prof.key_averages()
-    if cuda:
-        busy = sum(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) for e in events)
-    else:
-        busy = sum(e.self_cpu_time_total for e in events)
+    if cuda:  # the union of the device events' intervals (kernels, copies): also right if streams overlap
+        from torch.autograd import DeviceType
+
+        spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
+        busy, reach = 0.0, float("-inf")
+        for begin, end in spans:
+            if end > reach:
+                busy += end - max(begin, reach)
+                reach = end
+    else:  # self times do not double count nested ops
+        busy = sum(e.self_cpu_time_total for e in prof.key_averages())
     return float(busy) / 1e6, wall
 
 
@@ -526,6 +532,52 @@ def _decode_step_profile(impl: _Impl, device: Any, steps: int) -> dict[str, Any]
     share = None if wall_step <= 0 else min(1.0, max(0.0, 1.0 - busy_step / wall_step))
     return {"decode_ms_per_step": round(wall_step * 1e3, 3), "busy_ms_per_step": round(busy_step * 1e3, 3),
             "python_share": None if share is None else round(share, 3)}
+
+
+def _host_breakdown(impl: _Impl, device: Any, steps: int) -> dict[str, Any]:
+    """Where the backend's host time goes per decode step (no profiler, no extra syncs): enqueueing the
+    model forward, choosing tokens (`_select`: per-row seeded sampling), and the rest (waiting for the
+    device at `.tolist()`, per-row bookkeeping). Forward + select close to the step time: launch-bound."""
+    backend = impl.backend
+    spent = {"prefill": 0.0, "forward": 0.0, "select": 0.0, "decode_forwards": 0}
+    prefill, forward, select = backend._prefill, backend._forward, backend._select
+
+    def timed_prefill(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return prefill(*args, **kwargs)
+        finally:
+            spent["prefill"] += time.perf_counter() - start
+
+    def timed_forward(model, cache, last_only, **inputs):
+        start = time.perf_counter()
+        try:
+            return forward(model, cache, last_only, **inputs)
+        finally:
+            if not last_only:  # decode steps only (prefill forwards keep only the last logits)
+                spent["forward"] += time.perf_counter() - start
+                spent["decode_forwards"] += 1
+
+    def timed_select(logits, rows):
+        start = time.perf_counter()
+        try:
+            return select(logits, rows)
+        finally:
+            spent["select"] += time.perf_counter() - start
+
+    backend._prefill, backend._forward, backend._select = timed_prefill, timed_forward, timed_select
+    try:
+        wall = _timed(impl, 1 + steps, device)[0]
+    finally:
+        del backend._prefill, backend._forward, backend._select
+    n = max(1, spent["decode_forwards"])
+    step = (wall - spent["prefill"]) / n  # the prefill's tail on the device lands in the first step
+    return {
+        "step_ms": round(step * 1e3, 3),
+        "forward_enqueue_ms": round(spent["forward"] / n * 1e3, 3),
+        "select_ms": round(spent["select"] / n * 1e3, 3),
+        "other_ms": round((step - (spent["forward"] + spent["select"]) / n) * 1e3, 3),
+    }
 
 
 def section_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
@@ -565,6 +617,10 @@ def section_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
                 except Exception as err:  # the profiler is a measurement aid: report, do not fail the row
                     prof = {"python_share": None, "profile_error": f"{type(err).__name__}: {err}"}
                 row.update({f"{impl.name}_{k}": v for k, v in prof.items()})
+            try:
+                row["backend_host"] = _host_breakdown(impls[0], device, args.profile_steps)
+            except Exception as err:
+                row["backend_host"] = {"error": f"{type(err).__name__}: {err}"}
             row["ratio"] = round(row["backend_tok_s"] / row["generate_tok_s"], 3)
             row["fixed_length"] = row["backend_tokens"] == row["generate_tokens"] == batch * args.max_new_tokens
             rows_out.append(row)
@@ -819,7 +875,13 @@ def markdown(report: dict[str, Any]) -> str:
                     "backend_decode_ms_per_step", "generate_decode_ms_per_step", "backend_python_share",
                     "generate_python_share")) + " |"
             )
-        lines += ["", f"Ratio target >= {t['ratio_target']}: {'met' if t['meets_target'] else 'not met'} (min {t['ratio_min']})."]
+        lines += ["", f"Ratio target >= {t['ratio_target']}: {'met' if t['meets_target'] else 'not met'} (min {t['ratio_min']}).",
+                  "", "Backend host time per decode step (ms; forward + select close to the step: launch-bound):", "",
+                  "| B | step | forward enqueue | select | other (device wait, row bookkeeping) |", "|---|---|---|---|---|"]
+        for r in t["rows"]:
+            h = r.get("backend_host") or {}
+            lines.append(f"| {r['batch_size']} | " + " | ".join(_fmt(h.get(k)) for k in ("step_ms", "forward_enqueue_ms", "select_ms", "other_ms"))
+                         + (f" {h['error'][:80]}" if "error" in h else "") + " |")
     tr = sections.get("training", {})
     if "in_process" in tr:
         lines += ["", "## 3. Training", "", "| run | ok | steps | loss first -> last | s/step | dtype | process group | peak MiB |",

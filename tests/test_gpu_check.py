@@ -49,7 +49,9 @@ def test_cpu_tiny_run_passes_every_section(tmp_path):
     for r in rows:
         assert r["fixed_length"] and r["backend_tokens"] == r["batch_size"] * r["new_tokens"]
         assert r["backend_tok_s"] > 0 and r["generate_tok_s"] > 0 and r["ratio"] > 0
-        assert r["backend_python_share"] is not None and 0 <= r["backend_python_share"] <= 1
+        share = r["backend_python_share"]  # None when the per-step difference drowns in CPU noise
+        assert "backend_busy_ms_per_step" in r and (share is None or 0 <= share <= 1), r
+        assert "error" not in r["backend_host"] and r["backend_host"]["step_ms"] > 0
 
     training = sections["training"]
     for run in (training["in_process"], training["accelerate_launch"]["result"]):
