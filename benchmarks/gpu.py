@@ -318,14 +318,15 @@ def greedy_equivalence(student: str, device: str, dtype_name: str, max_new_token
 
 class ScriptedVerifier:
     """A verdict by script: the expert marks step t of each row with `\\boxed{<marker>}`, so the answer
-    extracted from (expert prefix + continuation) names the prefix, and `verdicts` says whether that
-    prefix "succeeds". The student's text comes from the real model on the device."""
+    extracted from (expert prefix + continuation) names the prefix, and `failing` lists the markers of
+    the prefixes that "fail"; any other answer (none, or one the student boxed itself) succeeds. The
+    student's text comes from the real model on the device."""
 
-    def __init__(self, verdicts: dict[Optional[str], bool]):
-        self.verdicts = verdicts
+    def __init__(self, failing: set[str]):
+        self.failing = failing
 
     def verify(self, gold: str, pred: Optional[str]) -> bool:
-        return self.verdicts.get(pred, False)
+        return pred not in self.failing
 
     def verify_many(self, pairs: list[tuple[str, Optional[str]]]) -> list[bool]:
         return [self.verify(gold, pred) for gold, pred in pairs]
@@ -356,11 +357,10 @@ def scripted_adapter_map(student: str, device: str, dtype_name: str) -> dict[str
         },
         {"problem": "A row without a gold answer", "solution": "No answer here.\n\nNone at all."},
     ]
-    verdicts = {None: True, "GA1": True, "GA2": False, "GA3": False, "IM1": True, "IM2": True, "IM3": True}
     backend = TransformersBackend(student, device=device, dtype=_dtype(dtype_name))
     adapter = DartAdapter(backend, DartConfig(n_sim=2, n_explore=2, max_new_tokens=24, temperature=0.7), progress=False)
     adapter.verifier.close()
-    adapter.verifier = ScriptedVerifier(verdicts)
+    adapter.verifier = ScriptedVerifier({"GA2", "GA3"})
     out = datasets.Dataset.from_list(rows).map(adapter, batched=True, keep_in_memory=True, load_from_cache_file=False)
     actions, gaps = list(out["dart_action"]), list(out["dart_gap_step"])
     explored = out[0]
