@@ -78,7 +78,10 @@ class DartConfig:
     )
     splitter: Optional[str] = field(  # also a compiled pattern or a callable `text -> steps` from Python
         default=None,
-        metadata={"help": "None (paragraphs), a regex matching step separators (or, from Python, a callable text -> steps)."},
+        metadata={
+            "help": "None (paragraphs), a regex matching step separators (compiled on construction; from Python "
+            "also a compiled pattern or a callable text -> steps)."
+        },
     )
 
     seed: int = field(default=0, metadata={"help": "Base seed; every example derives its own from it."})
@@ -134,13 +137,15 @@ class DartConfig:
             _check(self, name, _is_real(value) and 0 < value <= 1, "a number in (0, 1]")
         for name in ("early_stop", "adaptive_sampling", "answer_phrase_fallback"):
             _check(self, name, isinstance(getattr(self, name), bool), "True or False")
-        _check(self, "gap_rule", self.gap_rule in GAP_RULES if isinstance(self.gap_rule, str) else callable(self.gap_rule),
+        rule = self.gap_rule
+        _check(self, "gap_rule", rule in GAP_RULES if isinstance(rule, str) else callable(rule),
                "'drop', 'threshold' or a callable `(scores) -> 1-based gap index or None`")
         _check(self, "selection", self.selection in SELECTIONS, "'logprob', 'shortest' or 'random'")
         _check(self, "fallback", self.fallback in FALLBACKS, "'expert', 'drop' or 'backoff'")
         for name in ("problem_column", "solution_column", "answer_column", "messages_column"):
             _check(self, name, isinstance(getattr(self, name), str) and getattr(self, name) != "", "a non-empty string")
-        _check(self, "steps_column", self.steps_column is None or (isinstance(self.steps_column, str) and self.steps_column),
+        steps_column = self.steps_column
+        _check(self, "steps_column", steps_column is None or (isinstance(steps_column, str) and steps_column != ""),
                "a non-empty string or None")
         _check(self, "instruction", isinstance(self.instruction, str), "a string ('' for none)")
         _check(self, "prompt_template", self.prompt_template is None or isinstance(self.prompt_template, str),
