@@ -79,6 +79,9 @@ class DartAdapter:
         tokenizer: the student's tokenizer when `student` is a loaded model without a usable
             `name_or_path`.
         progress: show a progress bar over the rows of each batch, with generated tokens/s.
+        batched: whether calls pass a batch (column -> list) or one row. None (default): `Dataset.map`
+            tells by the type of what it passes, and a plain dict is read by its shape; set it when
+            calling with plain dicts whose every column is list-valued (see `_is_batch`).
 
     The output adds the columns in `OUTPUT_COLUMNS` to every row; input columns are kept.
     """
@@ -90,6 +93,7 @@ class DartAdapter:
         *,
         tokenizer: Any = None,
         progress: bool = True,
+        batched: Optional[bool] = None,
     ) -> None:
         self.config = config if config is not None else DartConfig()
         if not isinstance(self.config, DartConfig):
@@ -106,6 +110,9 @@ class DartAdapter:
 
         self.verifier = MathVerifier(timeout=self.config.verify_timeout)
         self.progress = progress
+        if batched not in (None, True, False):
+            raise TypeError(f"batched must be None, True or False, got {batched!r}")
+        self.batched = batched
         cfg = self.config
         if (cfg.early_stop or cfg.adaptive_sampling) and not isinstance(cfg.gap_rule, str):
             logger.warning("early_stop/adaptive_sampling need a named gap rule; a callable rule gets the full grid")
@@ -122,7 +129,7 @@ class DartAdapter:
     # ------------------------------------------------------------------ map interface
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Adapt a batch (`batched=True`) or a single row; returns only the new columns."""
-        rows, batched = _rows(batch, self.config)
+        rows, batched = _rows(batch, self.config, self.batched)
         outputs = self.adapt_rows(rows)
         if not batched:
             return outputs[0]
@@ -336,25 +343,53 @@ def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartC
     }
 
 
-def _rows(batch: Mapping[str, Any], config: DartConfig) -> tuple[list[dict[str, Any]], bool]:
-    """Rows of a `batched=True` batch, or the single row of an unbatched call."""
-    for column in (config.problem_column, config.solution_column, config.messages_column):
-        if column in batch:
-            value = batch[column]
-            batched = isinstance(value, (list, tuple)) and not (
-                column == config.messages_column and value and isinstance(value[0], Mapping)
-            )
-            break
-    else:
+def _rows(batch: Mapping[str, Any], config: DartConfig, declared: Optional[bool]) -> tuple[list[dict[str, Any]], bool]:
+    """Rows of a batch, or the single row of an unbatched call, and which of the two it was."""
+    known = (config.problem_column, config.solution_column, config.messages_column)
+    if not any(column in batch for column in known):
         raise KeyError(
             f"batch has none of the columns '{config.problem_column}', '{config.solution_column}', "
             f"'{config.messages_column}' (got {sorted(batch)}); set them in DartConfig"
         )
-    if not batched:
+    if not _is_batch(batch, config, declared):
         return [dict(batch)], False
     keys = list(batch.keys())
     n = len(batch[keys[0]])
     return [{k: batch[k][i] for k in keys} for i in range(n)], True
+
+
+def _is_batch(batch: Mapping[str, Any], config: DartConfig, declared: Optional[bool]) -> bool:
+    """Is `batch` many rows (column -> list of values) or one row (column -> value)?
+
+    Values cannot tell: a row's `messages` is a list, a list-typed `problem` looks like a batch of
+    problems, and a batch of one looks like a row. So we ask the caller, never the data:
+    `Dataset.map` formats its input as a `LazyBatch` when called with `batched=True` and as a
+    `LazyRow` without; that container type *is* the map call's `batched` flag, for every batch size,
+    `num_proc` and column type. A plain dict (a `Dataset[a:b]` slice, `IterableDataset.map`, a
+    non-Python format, a direct call) carries no flag: `DartAdapter(batched=...)` says which, and only
+    when it is left None is the shape read: a batch is a dict whose every value is a list of one common
+    length >= 1 and whose conversations (if any) are lists, not chat turns. That last reading is a
+    guess for a row whose every column is a list of one length; such data must set `batched`.
+    """
+    from datasets.formatting.formatting import LazyBatch, LazyRow
+
+    if isinstance(batch, (LazyBatch, LazyRow)):
+        is_batch = isinstance(batch, LazyBatch)
+        if declared is not None and declared != is_batch:
+            given = "a batch (map(..., batched=True))" if is_batch else "a single row (map without batched=True)"
+            raise ValueError(
+                f"DartAdapter(batched={declared}) was given {given}: call dataset.map(adapter, batched={declared}) "
+                "or leave DartAdapter's batched=None"
+            )
+        return is_batch
+    if declared is not None:
+        return declared
+    values = list(batch.values())
+    if not all(isinstance(v, (list, tuple)) for v in values) or len({len(v) for v in values}) != 1 or not values[0]:
+        return False
+    messages = batch.get(config.messages_column)
+    first_turn = next((m for m in messages if m is not None), None) if messages is not None else None
+    return not isinstance(first_turn, Mapping)
 
 
 def _save_adapter_for_hashing(pickler: Any, obj: DartAdapter) -> None:
