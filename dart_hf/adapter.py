@@ -29,7 +29,7 @@ from .simulation import Rollout, SampleJob, check_prompt_length, prefix_text, ru
 logger = logging.getLogger(__name__)
 
 #: Bump when a change to the algorithm changes outputs, so `datasets` caches are not reused.
-ALGORITHM_VERSION = "2"
+ALGORITHM_VERSION = "3"  # 3: dart_verify_timeouts; rows whose comparisons all time out are errors
 
 OUTPUT_COLUMNS = (
     "dart_steps",
@@ -42,6 +42,7 @@ OUTPUT_COLUMNS = (
     "dart_answer",
     "dart_tokens_generated",
     "dart_seconds",
+    "dart_verify_timeouts",
     "dart_selection",
     "dart_error",
     "prompt",
@@ -172,14 +173,17 @@ class DartAdapter:
         bar.close()
         for task in tasks:
             task.out["dart_seconds"] = task.seconds
-        return [task.out for task in tasks]
+            task.out["dart_verify_timeouts"] = task.verify_timeouts
+        # every row, good or error, batched or not: exactly these columns, in this order
+        return [{name: task.out[name] for name in OUTPUT_COLUMNS} for task in tasks]
 
     # ------------------------------------------------------------------ driving the per-row plans
     def _start(self, task: "_Task") -> None:
         began = time.perf_counter()
         try:
             task.example = parse_example(task.row, self.config)
-            reason = self.verifier.check_gold(task.example.gold)
+            reason, timed_out = self.verifier.inspect_gold(task.example.gold)
+            task.verify_timeouts += int(timed_out)
             if reason is not None:
                 raise ExampleError(reason)
             check_prompt_length(task.example, self.backend, self.config)
@@ -191,6 +195,7 @@ class DartAdapter:
 
     def _advance(self, task: "_Task", got: list[list[Rollout]]) -> None:
         began = time.perf_counter()
+        task.verify_timeouts += sum(r.timed_out for rs in got for r in rs)
         try:
             task.pending = task.plan.send(got)
         except StopIteration as stop:
@@ -234,6 +239,7 @@ class DartAdapter:
         config = self.config
         n_prefixes = len(example.steps) + 1
         sim, gap = yield from simulate(len(example.steps), config)
+        _check_judged(sim, config)
         scores = success_rates(sim, n_prefixes)
         explore_tokens = 0
 
@@ -299,6 +305,7 @@ class _Task:
     pending: list = field(default_factory=list)
     out: Optional[dict[str, Any]] = None
     seconds: float = 0.0
+    verify_timeouts: int = 0  # comparisons math-verify did not finish, the gold's own check included
 
 
 def _is_backend(obj: Any) -> bool:
@@ -310,6 +317,16 @@ def _is_backend(obj: Any) -> bool:
     if isinstance(obj, (str, os.PathLike, torch.nn.Module)):
         return False
     return callable(getattr(type(obj), "generate", None)) and hasattr(type(obj), "__dict__") and "fingerprint" in dir(obj)
+
+
+def _check_judged(rollouts: dict[int, list[Rollout]], config: DartConfig) -> None:
+    """A row whose every comparison timed out has no measured f: an error, not f = 0 everywhere."""
+    judged = [r for rs in rollouts.values() for r in rs if r.answer is not None]
+    if judged and all(r.timed_out for r in judged):
+        raise ExampleError(
+            f"every math-verify comparison timed out ({len(judged)} of {len(judged)}, "
+            f"over {config.verify_timeout:g} s each)"
+        )
 
 
 def _tokens(rollouts: dict[int, list[Rollout]]) -> int:

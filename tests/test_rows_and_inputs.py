@@ -119,6 +119,37 @@ def test_error_rows_have_the_columns_and_types_of_good_rows():
         assert {c: bad.features[c] for c in OUTPUT_COLUMNS} == {c: good.features[c] for c in OUTPUT_COLUMNS}, row
 
 
+# ------------------------------------------------------------------ #4 math-verify timeouts are not wrong answers
+# Math-Verify issue 65: parses, then sympy never finishes comparing it (see tests/test_verification.py)
+HANGS = r"\dfrac{5^{\left(5^{\left(5^{\left(5^5\right)}\right)} - 4\right)} - 5}{16}"
+WRONG = [F, F, F, F]
+
+
+def test_a_gold_that_hangs_math_verify_is_an_error_not_imitate():
+    backend = ScriptedBackend(sim={t: WRONG for t in range(4)})
+    out = adapter(backend, verify_timeout=1.0)({**GOOD, "answer": HANGS})
+    assert out["dart_action"] == "error"  # was "imitate" with f = 0 everywhere
+    assert "timed out in math-verify" in out["dart_error"]
+    assert out["dart_verify_timeouts"] == 1
+    assert backend.calls == []  # refused before any sampling
+
+
+def test_a_row_whose_comparisons_all_time_out_is_an_error():
+    backend = ScriptedBackend(sim={t: [F, N, F, F] for t in range(4)}, wrong=HANGS)  # the student writes it
+    out = adapter(backend, verify_timeout=1.0)(GOOD)
+    assert out["dart_action"] == "error"
+    assert out["dart_error"] == "every math-verify comparison timed out (12 of 12, over 1 s each)"
+    assert out["dart_verify_timeouts"] == 12
+    assert set(out) == set(OUTPUT_COLUMNS)
+
+
+def test_some_timeouts_are_counted_and_the_row_kept():
+    out = adapter(ScriptedBackend(sim=SIM, wrong=HANGS), verify_timeout=1.0)(GOOD)
+    assert out["dart_action"] == "explore"
+    assert out["dart_verify_timeouts"] == 4  # the four False outcomes of SIM
+    assert adapter()(GOOD)["dart_verify_timeouts"] == 0
+
+
 # ------------------------------------------------------------------ #8 placeholders in the data are text
 def test_prompt_template_substitutes_in_the_template_only():
     config = DartConfig(prompt_template="Q: {problem}\n{instruction}\nA: {prefix}", instruction="Box it.")
