@@ -103,6 +103,8 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
     if given_steps is not None:
         try:
             steps = join_given_steps(given_steps)
+        except TypeError as err:
+            raise ExampleError(f"'{config.steps_column}' {err}") from None
         except ValueError as err:
             raise ExampleError(f"'{config.steps_column}': {err}") from None
         solution = "".join(steps)

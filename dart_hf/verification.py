@@ -155,9 +155,10 @@ class MathVerifier:
         parsed, timed_out = self._judge(("check", g, ""))
         if parsed:
             return GoldCheck(None)
+        shown = repr(gold) if len(gold) <= 80 else repr(gold[:60]) + f"... ({len(gold)} characters)"
         if timed_out:
-            return GoldCheck(f"gold answer {gold!r} timed out in math-verify (over {self.timeout:g} s)", True)
-        return GoldCheck(f"gold answer {gold!r} could not be parsed by math-verify")
+            return GoldCheck(f"gold answer {shown} timed out in math-verify (over {self.timeout:g} s)", True)
+        return GoldCheck(f"gold answer {shown} could not be parsed by math-verify")
 
     def close(self) -> None:
         """End the worker process now (the verifier stays usable: the next call starts a new one)."""

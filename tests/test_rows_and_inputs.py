@@ -199,6 +199,43 @@ def test_numeric_golds_are_accepted(gold, text):
     assert out["dart_answer"] == text
 
 
+# ------------------------------------------------------------------ more hostile rows (found while testing)
+@pytest.mark.parametrize(
+    "steps, reason",
+    [
+        ("STEP 1 a\n\nSTEP 2 b", "'steps' must be a list of strings, got str"),  # was split into characters
+        (["STEP 1 a", 3, "STEP 2 b"], "'steps' must be a list of strings, got int at index 1"),  # was dropped
+        (["STEP 1 a", None, "STEP 2 b"], "'steps' must be a list of strings, got NoneType at index 1"),
+    ],
+)
+def test_given_steps_must_be_a_list_of_strings(steps, reason):
+    out = adapter(steps_column="steps")({**GOOD, "steps": steps})
+    assert out["dart_action"] == "error"
+    assert out["dart_error"] == reason
+
+
+@pytest.mark.parametrize(
+    "row, reason",
+    [
+        ({"messages": ["hello", {"role": "assistant", "content": "x"}], "answer": "42"},
+         "messages must be a list of {'role', 'content'} dicts"),  # was an AttributeError
+        ({"messages": "What is 6*7?", "answer": "42"}, "'messages' must be a list of messages, got str"),
+        ({"messages": None, "answer": "42"}, "'messages' is None"),
+        ({"problem": float("nan"), "solution": expert(3), "answer": "42"}, "'problem' must be a string, got float"),
+    ],
+)
+def test_malformed_problems_and_conversations(row, reason):
+    out = adapter()(row)
+    assert out["dart_action"] == "error"
+    assert out["dart_error"] == reason
+
+
+def test_a_long_gold_is_shortened_in_the_reason():
+    out = adapter()({**GOOD, "answer": "4" * 5000})
+    assert out["dart_action"] == "error" and "could not be parsed by math-verify" in out["dart_error"]
+    assert len(out["dart_error"]) < 200
+
+
 def test_every_output_column_is_documented():
     import os
 
