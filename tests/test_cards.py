@@ -383,6 +383,12 @@ def test_dataset_card_body_has_the_stats(stats):
         assert f"| `{column}` |" in text
 
 
+def test_dataset_card_reports_math_verify_timeouts(stats):
+    assert "math-verify timeouts" not in dataset_card(stats).text  # none recorded: no line
+    text = dataset_card({**stats, "verify_timeouts": {"comparisons": 6, "rows": 3}}).text
+    assert "- math-verify timeouts: 6 comparisons in 3 rows" in text
+
+
 def test_card_documents_every_adapter_column():
     assert tuple(COLUMN_DOCS) == tuple(OUTPUT_COLUMNS)
 
