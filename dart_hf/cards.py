@@ -276,9 +276,10 @@ def _dataset_body(
         )
     timeouts = stats.get("verify_timeouts")
     if isinstance(timeouts, Mapping) and timeouts.get("comparisons"):
+        n_rows = int(timeouts.get("rows") or 0)
         parts.append(
-            f"- math-verify timeouts: {int(timeouts['comparisons']):,} comparisons in {int(timeouts.get('rows') or 0):,} "
-            "rows (no verdict in time: counted as not correct)"
+            f"- math-verify timeouts: {int(timeouts['comparisons']):,} comparisons in {n_rows:,} rows "
+            "(no verdict in time: counted as not correct)"
         )
     errors = stats.get("error_reasons") or {}
     if errors:
