@@ -399,10 +399,13 @@ def _is_batch(batch: Mapping[str, Any], config: DartConfig, declared: Optional[b
                 "or leave DartAdapter's batched=None"
             )
         return is_batch
-    if declared is not None:
-        return declared
     values = list(batch.values())
-    if not all(isinstance(v, (list, tuple)) for v in values) or len({len(v) for v in values}) != 1 or not values[0]:
+    columns_of_one_length = all(isinstance(v, (list, tuple)) for v in values) and len({len(v) for v in values}) == 1
+    if declared is not None:
+        if declared and not columns_of_one_length:
+            raise ValueError("DartAdapter(batched=True) was given a dict that is not columns of one length (a row?)")
+        return declared
+    if not columns_of_one_length or not values[0]:
         return False
     messages = batch.get(config.messages_column)
     first_turn = next((m for m in messages if m is not None), None) if messages is not None else None

@@ -67,6 +67,8 @@ def test_a_plain_dict_batch_is_read_as_a_batch_and_a_plain_row_as_a_row():
     odd = {"problem": ["a", "b"], "solution": ["x", "y"]}
     assert adapter(batched=False)(odd)["dart_action"] == "error"
     assert len(adapter()(odd)["dart_action"]) == 2
+    with pytest.raises(ValueError, match="not columns of one length"):
+        adapter(batched=True)(dict(GOOD))  # a row declared a batch would be read character by character
 
 
 def test_the_batched_flag_must_agree_with_the_map_call():
