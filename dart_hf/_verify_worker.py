@@ -7,8 +7,9 @@ longer than the parent's deadline) so that an orphaned worker still finishes its
 
 Protocol (JSON lines). Startup: the worker writes `{"ready": true}` once math-verify is imported,
 so import time never counts against an item's deadline. Then, per request line
-`{"id": n, "op": "verify", "gold": g, "pred": p}` or `{"id": n, "op": "check", "gold": g}` it
-writes `{"id": n, "result": bool}` (plus `"error"` when math-verify raised). End of input: exit.
+`{"id": n, "op": "verify", "gold": g, "pred": p}` or `{"id": n, "op": "check", "gold": g}` (does `g`
+parse into math, and can it be compared at all?) it writes `{"id": n, "result": bool}` (plus
+`"error"` when math-verify raised). End of input: exit.
 
 This module imports nothing from `dart_hf`, so it can run from its file path without importing the
 package (which would pull in `datasets` and double the start-up time and memory of every worker).
@@ -25,6 +26,7 @@ import sys
 from typing import Any, Optional
 
 DEFAULT_BACKSTOP_S = 10
+PROBE = "0"  # a plain number: comparing a gold with it exercises the gold's evaluation
 
 
 def _answer_parser(backstop: int) -> Any:
@@ -54,6 +56,11 @@ def _handle(request: dict[str, Any], parse_answer: Any, backstop: int) -> bool:
 
     gold_parsed, gold_ok = parse_answer(request["gold"])
     if request["op"] == "check":
+        if gold_ok:
+            # Some golds parse, then hang every comparison (Math-Verify issue 65): compare once with a
+            # probe, under the same deadline, so such a gold fails its check instead of every rollout.
+            probe, _ = parse_answer(PROBE)
+            verify(list(gold_parsed), list(probe), timeout_seconds=backstop)
         return gold_ok
     if request["op"] != "verify":
         raise ValueError(f"unknown op {request['op']!r}")

@@ -30,7 +30,7 @@ from .simulation import Rollout, SampleJob, check_prompt_length, prefix_text, ru
 logger = logging.getLogger(__name__)
 
 #: Bump when a change to the algorithm changes outputs, so `datasets` caches are not reused.
-ALGORITHM_VERSION = "2"
+ALGORITHM_VERSION = "3"  # 3: dart_verify_timeouts; rows whose comparisons all time out are errors
 
 OUTPUT_COLUMNS = (
     "dart_steps",
@@ -43,6 +43,7 @@ OUTPUT_COLUMNS = (
     "dart_answer",
     "dart_tokens_generated",
     "dart_seconds",
+    "dart_verify_timeouts",
     "dart_selection",
     "dart_error",
     "dart_rollout_endings",
@@ -100,6 +101,9 @@ class DartAdapter:
         tokenizer: the student's tokenizer when `student` is a loaded model without a usable
             `name_or_path`.
         progress: show a progress bar over the rows of each batch, with generated tokens/s.
+        batched: whether calls pass a batch (column -> list) or one row. None (default): `Dataset.map`
+            tells by the type of what it passes, and a plain dict is read by its shape; set it when
+            calling with plain dicts whose every column is list-valued (see `_is_batch`).
 
     The output adds the columns in `OUTPUT_COLUMNS` to every row; input columns are kept.
     """
@@ -111,6 +115,7 @@ class DartAdapter:
         *,
         tokenizer: Any = None,
         progress: bool = True,
+        batched: Optional[bool] = None,
     ) -> None:
         self.config = config if config is not None else DartConfig()
         if not isinstance(self.config, DartConfig):
@@ -127,6 +132,9 @@ class DartAdapter:
 
         self.verifier = MathVerifier(timeout=self.config.verify_timeout)
         self.progress = progress
+        if batched not in (None, True, False):
+            raise TypeError(f"batched must be None, True or False, got {batched!r}")
+        self.batched = batched
         cfg = self.config
         if (cfg.early_stop or cfg.adaptive_sampling) and not isinstance(cfg.gap_rule, str):
             logger.warning("early_stop/adaptive_sampling need a named gap rule; a callable rule gets the full grid")
@@ -143,7 +151,7 @@ class DartAdapter:
     # ------------------------------------------------------------------ map interface
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Adapt a batch (`batched=True`) or a single row; returns only the new columns."""
-        rows, batched = _rows(batch, self.config)
+        rows, batched = _rows(batch, self.config, self.batched)
         outputs = self.adapt_rows(rows)
         if not batched:
             return outputs[0]
@@ -186,14 +194,17 @@ class DartAdapter:
         bar.close()
         for task in tasks:
             task.out["dart_seconds"] = task.seconds
-        return [task.out for task in tasks]
+            task.out["dart_verify_timeouts"] = task.verify_timeouts
+        # every row, good or error, batched or not: exactly these columns, in this order
+        return [{name: task.out[name] for name in OUTPUT_COLUMNS} for task in tasks]
 
     # ------------------------------------------------------------------ driving the per-row plans
     def _start(self, task: "_Task") -> None:
         began = time.perf_counter()
         try:
             task.example = parse_example(task.row, self.config)
-            reason = self.verifier.check_gold(task.example.gold)
+            reason, timed_out = self.verifier.inspect_gold(task.example.gold)
+            task.verify_timeouts += int(timed_out)
             if reason is not None:
                 raise ExampleError(reason)
             check_prompt_length(task.example, self.backend, self.config)
@@ -205,6 +216,7 @@ class DartAdapter:
 
     def _advance(self, task: "_Task", got: list[list[Rollout]]) -> None:
         began = time.perf_counter()
+        task.verify_timeouts += sum(r.timed_out for rs in got for r in rs)
         try:
             task.pending = task.plan.send(got)
         except StopIteration as stop:
@@ -248,6 +260,7 @@ class DartAdapter:
         config = self.config
         n_prefixes = len(example.steps) + 1
         sim, gap = yield from simulate(len(example.steps), config)
+        _check_judged(sim, config)
         scores = success_rates(sim, n_prefixes)
         explored: list[list[Rollout]] = []  # exploration draws, in the order they were sampled
 
@@ -317,6 +330,7 @@ class _Task:
     pending: list = field(default_factory=list)
     out: Optional[dict[str, Any]] = None
     seconds: float = 0.0
+    verify_timeouts: int = 0  # comparisons math-verify did not finish, the gold's own check included
 
 
 def _is_backend(obj: Any) -> bool:
@@ -412,6 +426,16 @@ def rollout_records(value: Optional[Mapping[str, Sequence[Any]]]) -> list[dict[s
     return out
 
 
+def _check_judged(rollouts: dict[int, list[Rollout]], config: DartConfig) -> None:
+    """A row whose every comparison timed out has no measured f: an error, not f = 0 everywhere."""
+    judged = [r for rs in rollouts.values() for r in rs if r.answer is not None]
+    if judged and all(r.timed_out for r in judged):
+        raise ExampleError(
+            f"every math-verify comparison timed out ({len(judged)} of {len(judged)}, "
+            f"over {config.verify_timeout:g} s each)"
+        )
+
+
 def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartConfig, reason: str) -> dict[str, Any]:
     """Same columns and types as a good row (datasets fixes column types from the first batch)."""
     if example is not None:
@@ -441,25 +465,56 @@ def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartC
     }
 
 
-def _rows(batch: Mapping[str, Any], config: DartConfig) -> tuple[list[dict[str, Any]], bool]:
-    """Rows of a `batched=True` batch, or the single row of an unbatched call."""
-    for column in (config.problem_column, config.solution_column, config.messages_column):
-        if column in batch:
-            value = batch[column]
-            batched = isinstance(value, (list, tuple)) and not (
-                column == config.messages_column and value and isinstance(value[0], Mapping)
-            )
-            break
-    else:
+def _rows(batch: Mapping[str, Any], config: DartConfig, declared: Optional[bool]) -> tuple[list[dict[str, Any]], bool]:
+    """Rows of a batch, or the single row of an unbatched call, and which of the two it was."""
+    known = (config.problem_column, config.solution_column, config.messages_column)
+    if not any(column in batch for column in known):
         raise KeyError(
             f"batch has none of the columns '{config.problem_column}', '{config.solution_column}', "
             f"'{config.messages_column}' (got {sorted(batch)}); set them in DartConfig"
         )
-    if not batched:
+    if not _is_batch(batch, config, declared):
         return [dict(batch)], False
     keys = list(batch.keys())
     n = len(batch[keys[0]])
     return [{k: batch[k][i] for k in keys} for i in range(n)], True
+
+
+def _is_batch(batch: Mapping[str, Any], config: DartConfig, declared: Optional[bool]) -> bool:
+    """Is `batch` many rows (column -> list of values) or one row (column -> value)?
+
+    Values cannot tell: a row's `messages` is a list, a list-typed `problem` looks like a batch of
+    problems, and a batch of one looks like a row. So we ask the caller, never the data:
+    `Dataset.map` formats its input as a `LazyBatch` when called with `batched=True` and as a
+    `LazyRow` without; that container type *is* the map call's `batched` flag, for every batch size,
+    `num_proc` and column type. A plain dict (a `Dataset[a:b]` slice, `IterableDataset.map`, a
+    non-Python format, a direct call) carries no flag: `DartAdapter(batched=...)` says which, and only
+    when it is left None is the shape read: a batch is a dict whose every value is a list of one common
+    length >= 1 and whose conversations (if any) are lists, not chat turns. That last reading is a
+    guess for a row whose every column is a list of one length; such data must set `batched`.
+    """
+    from datasets.formatting.formatting import LazyBatch, LazyRow
+
+    if isinstance(batch, (LazyBatch, LazyRow)):
+        is_batch = isinstance(batch, LazyBatch)
+        if declared is not None and declared != is_batch:
+            given = "a batch (map(..., batched=True))" if is_batch else "a single row (map without batched=True)"
+            raise ValueError(
+                f"DartAdapter(batched={declared}) was given {given}: call dataset.map(adapter, batched={declared}) "
+                "or leave DartAdapter's batched=None"
+            )
+        return is_batch
+    values = list(batch.values())
+    columns_of_one_length = all(isinstance(v, (list, tuple)) for v in values) and len({len(v) for v in values}) == 1
+    if declared is not None:
+        if declared and not columns_of_one_length:
+            raise ValueError("DartAdapter(batched=True) was given a dict that is not columns of one length (a row?)")
+        return declared
+    if not columns_of_one_length or not values[0]:
+        return False
+    messages = batch.get(config.messages_column)
+    first_turn = next((m for m in messages if m is not None), None) if messages is not None else None
+    return not isinstance(first_turn, Mapping)
 
 
 def _save_adapter_for_hashing(pickler: Any, obj: DartAdapter) -> None:

@@ -11,27 +11,31 @@ from typing import Optional
 _BOXED = ("\\boxed{", "\\fbox{")
 
 
+# One left-to-right pass over tags and braces: searching for each tag again after every box rescans
+# the rest of the text (quadratic: seconds for a long trace that re-boxes as it goes).
+_TOKENS = re.compile(r"\\boxed\{|\\fbox\{|[{}]")
+
+
 def _boxed_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of the content of every complete top-level `\\boxed{...}`, in order."""
-    spans = []
-    i = 0
-    while True:
-        starts = [(text.find(tag, i), tag) for tag in _BOXED]
-        starts = [(s, tag) for s, tag in starts if s != -1]
-        if not starts:
-            return spans
-        start, tag = min(starts)
-        depth, j = 1, start + len(tag)
-        while j < len(text) and depth:
-            if text[j] == "{":
-                depth += 1
-            elif text[j] == "}":
-                depth -= 1
-            j += 1
-        if depth:  # unbalanced: the answer was cut off
-            return spans
-        spans.append((start + len(tag), j - 1))
-        i = j
+    """(start, end) of the content of every complete top-level `\\boxed{...}`, in order (linear time).
+
+    Braces outside a box are plain text; a box inside a box is content; an unclosed box ends the scan
+    (the answer was cut off).
+    """
+    spans: list[tuple[int, int]] = []
+    depth, start = 0, 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if depth == 0:
+            if token[0] == "\\":
+                depth, start = 1, match.end()
+        elif token == "}":
+            depth -= 1
+            if depth == 0:
+                spans.append((start, match.start()))
+        else:  # "{" or a nested tag, which ends in "{"
+            depth += 1
+    return spans
 
 
 def extract_boxed(text: Optional[str]) -> Optional[str]:

@@ -61,6 +61,11 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "dart_answer": ("str", "the gold answer the rollouts were verified against"),
     "dart_tokens_generated": ("int", "tokens the student generated for this row (simulation + exploration)"),
     "dart_seconds": ("float", "wall time spent on this row, in seconds"),
+    "dart_verify_timeouts": (
+        "int",
+        "answer comparisons math-verify did not finish in time (counted as not correct; a row whose every "
+        "comparison, or its gold's own check, timed out is an error)",
+    ),
     "dart_selection": ("str", "policy that chose the student continuation (explore rows only)"),
     "dart_error": ("str", "why the row could not be adapted (error rows only)"),
     "dart_rollout_endings": (
@@ -286,6 +291,13 @@ def _dataset_body(
     if selection:
         parts.append(
             "- continuation chosen by: " + ", ".join(f"`{k or 'unknown'}` × {int(v):,}" for k, v in selection.items())
+        )
+    timeouts = stats.get("verify_timeouts")
+    if isinstance(timeouts, Mapping) and timeouts.get("comparisons"):
+        n_rows = int(timeouts.get("rows") or 0)
+        parts.append(
+            f"- math-verify timeouts: {int(timeouts['comparisons']):,} comparisons in {n_rows:,} rows "
+            "(no verdict in time: counted as not correct)"
         )
     errors = stats.get("error_reasons") or {}
     if errors:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -76,7 +78,10 @@ class DartConfig:
     )
     splitter: Optional[str] = field(  # also a compiled pattern or a callable `text -> steps` from Python
         default=None,
-        metadata={"help": "None (paragraphs), a regex matching step separators (or, from Python, a callable text -> steps)."},
+        metadata={
+            "help": "None (paragraphs), a regex matching step separators (compiled on construction; from Python "
+            "also a compiled pattern or a callable text -> steps)."
+        },
     )
 
     seed: int = field(default=0, metadata={"help": "Base seed; every example derives its own from it."})
@@ -127,30 +132,37 @@ class DartConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.n_sim < 1:
-            raise ValueError(f"n_sim must be >= 1, got {self.n_sim}")
-        if self.n_explore < 0:
-            raise ValueError(f"n_explore must be >= 0, got {self.n_explore}")
-        if self.sim_round_size < 1:
-            raise ValueError(f"sim_round_size must be >= 1, got {self.sim_round_size}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if isinstance(self.gap_rule, str) and self.gap_rule not in GAP_RULES:
-            raise ValueError(f"gap_rule must be one of {GAP_RULES} or a callable, got {self.gap_rule!r}")
-        if not isinstance(self.gap_rule, str) and not callable(self.gap_rule):
-            raise TypeError(f"gap_rule must be a string or a callable, got {type(self.gap_rule).__name__}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
-        if self.fallback not in FALLBACKS:
-            raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
-        if self.prompt_template is not None and "{problem}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain '{problem}' (and usually '{prefix}')")
+        """Refuse nonsense here, once, with the field and its allowed range, rather than mid-run (or never)."""
+        for name in ("n_sim", "sim_round_size", "max_new_tokens"):
+            _check(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1, "an integer >= 1")
+        _check(self, "n_explore", _is_int(self.n_explore) and self.n_explore >= 0, "an integer >= 0")
+        _check(self, "max_steps", self.max_steps is None or (_is_int(self.max_steps) and self.max_steps >= 1),
+               "an integer >= 1 or None")
+        _check(self, "seed", _is_int(self.seed), "an integer")
+        _check(self, "temperature", _is_real(self.temperature) and self.temperature >= 0, "a finite number >= 0")
+        _check(self, "verify_timeout", _is_real(self.verify_timeout) and self.verify_timeout > 0,
+               "a finite number > 0 (seconds)")
+        for name in ("top_p", "gap_margin", "gap_threshold"):  # probabilities and differences of them
+            value = getattr(self, name)
+            _check(self, name, _is_real(value) and 0 < value <= 1, "a number in (0, 1]")
+        for name in ("early_stop", "adaptive_sampling", "answer_phrase_fallback"):
+            _check(self, name, isinstance(getattr(self, name), bool), "True or False")
+        rule = self.gap_rule
+        _check(self, "gap_rule", rule in GAP_RULES if isinstance(rule, str) else callable(rule),
+               "'drop', 'threshold' or a callable `(scores) -> 1-based gap index or None`")
+        _check(self, "selection", self.selection in SELECTIONS, "'logprob', 'shortest' or 'random'")
+        _check(self, "fallback", self.fallback in FALLBACKS, "'expert', 'drop' or 'backoff'")
+        for name in ("problem_column", "solution_column", "answer_column", "messages_column"):
+            _check(self, name, isinstance(getattr(self, name), str) and getattr(self, name) != "", "a non-empty string")
+        steps_column = self.steps_column
+        _check(self, "steps_column", steps_column is None or (isinstance(steps_column, str) and steps_column != ""),
+               "a non-empty string or None")
+        _check(self, "instruction", isinstance(self.instruction, str), "a string ('' for none)")
+        _check(self, "prompt_template", self.prompt_template is None or isinstance(self.prompt_template, str),
+               "None or a string containing '{problem}' (and usually '{prefix}')")
+        _check(self, "prompt_template", self.prompt_template is None or "{problem}" in self.prompt_template,
+               "None or a string containing '{problem}' (and usually '{prefix}')")
+        self.splitter = _compiled_splitter(self.splitter)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe view (callables and patterns by name), used for fingerprints, stats and cards."""
@@ -158,7 +170,9 @@ class DartConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, re.Pattern):
-                value = value.pattern
+                # the pattern text, as a string splitter always had; flags only where they change the splitting
+                value = value.pattern if value.flags == re.compile(value.pattern).flags else {
+                    "pattern": value.pattern, "flags": value.flags}
             elif callable(value):
                 value = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
             out[f.name] = value
@@ -166,3 +180,40 @@ class DartConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    """A finite real number (NaN and infinities fail every range check silently, so they are refused here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(config: DartConfig, name: str, ok: Any, allowed: str) -> None:
+    if not ok:
+        error = ValueError if isinstance(getattr(config, name), (numbers.Number, str)) else TypeError
+        raise error(f"DartConfig.{name} must be {allowed}, got {getattr(config, name)!r}")
+
+
+def _compiled_splitter(splitter: Any) -> Any:
+    """None, a callable, or the regex compiled once (an invalid one fails here, not on the first row)."""
+    if splitter is None or (callable(splitter) and not isinstance(splitter, (str, re.Pattern))):
+        return splitter
+    allowed = "None, a non-empty regex or a callable `text -> steps`"
+    if isinstance(splitter, str):
+        if not splitter:
+            raise ValueError(f"DartConfig.splitter must be {allowed}, got ''")
+        try:
+            splitter = re.compile(splitter)
+        except re.error as err:
+            raise ValueError(f"DartConfig.splitter is not a valid regex ({err}): {splitter!r}") from None
+    if not isinstance(splitter, re.Pattern):
+        raise TypeError(f"DartConfig.splitter must be {allowed}, got {type(splitter).__name__}")
+    if splitter.fullmatch(""):
+        raise ValueError(
+            f"DartConfig.splitter must not match the empty string (it would split between every character): "
+            f"{splitter.pattern!r}"
+        )
+    return splitter

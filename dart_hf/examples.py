@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -36,25 +39,49 @@ def _content(turn: Any) -> str:
     return content
 
 
+def _turn(message: Any) -> dict[str, str]:
+    content = _content(message)  # checks the shape first
+    return {"role": str(message["role"]), "content": content}
+
+
 def _with_instruction(problem: str, instruction: str) -> str:
     if not instruction or "\\boxed" in problem:
         return problem
     return f"{problem.rstrip()}\n\n{instruction}"
 
 
+def _gold_text(value: Any, column: str) -> Optional[str]:
+    """The gold answer as text: a string, or a finite number (as Python writes it: 42, 0.5, 42.0).
+
+    Anything else (a dict, a list, a bool, NaN, infinity) is refused: `str()` of it is no answer, and
+    math-verify would silently judge every student wrong against it.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    shown = type(value).__name__ if not isinstance(value, numbers.Real) or isinstance(value, bool) else repr(value)
+    raise ExampleError(f"gold answer ('{column}') must be a string or a finite number, got {shown}")
+
+
 def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
     """Build an `Example` from a row, or raise `ExampleError` with a reason a user can act on."""
     solution: Optional[str] = None
-    if config.problem_column in row and row[config.problem_column] is not None:
-        problem = row[config.problem_column]
-        if not isinstance(problem, str) or not problem.strip():
-            raise ExampleError(f"empty or non-string '{config.problem_column}'")
+    problem_value, messages_value = row.get(config.problem_column), row.get(config.messages_column)
+    if problem_value is not None or (config.problem_column in row and messages_value is None):
+        problem = problem_value
+        if problem is not None and not isinstance(problem, str):
+            raise ExampleError(f"'{config.problem_column}' must be a string, got {type(problem).__name__}")
+        if problem is None or not problem.strip():
+            raise ExampleError(f"'{config.problem_column}' is None or empty")
         context = [{"role": "user", "content": _with_instruction(problem, config.instruction)}]
         solution = row.get(config.solution_column)
         raw_problem = problem
-    elif config.messages_column in row and row[config.messages_column] is not None:
-        messages = list(row[config.messages_column])
-        turns = [{"role": str(m.get("role")), "content": _content(m)} for m in messages if m is not None]
+    elif messages_value is not None:
+        if not isinstance(messages_value, (list, tuple)):
+            kind = type(messages_value).__name__
+            raise ExampleError(f"'{config.messages_column}' must be a list of messages, got {kind}")
+        turns = [_turn(m) for m in messages_value if m is not None]
         last_assistant = max((i for i, m in enumerate(turns) if m["role"] == "assistant"), default=None)
         if last_assistant is None:
             raise ExampleError("messages have no assistant turn to adapt")
@@ -64,6 +91,8 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
         raw_problem = context[-1]["content"]
         context[-1] = {"role": "user", "content": _with_instruction(context[-1]["content"], config.instruction)}
         solution = turns[last_assistant]["content"]
+    elif config.messages_column in row:
+        raise ExampleError(f"'{config.messages_column}' is None")
     else:
         raise ExampleError(
             f"row has neither a '{config.problem_column}' nor a '{config.messages_column}' column "
@@ -74,6 +103,8 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
     if given_steps is not None:
         try:
             steps = join_given_steps(given_steps)
+        except TypeError as err:
+            raise ExampleError(f"'{config.steps_column}' {err}") from None
         except ValueError as err:
             raise ExampleError(f"'{config.steps_column}': {err}") from None
         solution = "".join(steps)
@@ -86,9 +117,7 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
             raise ExampleError(f"expert solution must be a string, got {type(solution).__name__}")
         steps = split_steps(solution, config.splitter, config.max_steps)
 
-    gold = row.get(config.answer_column)
-    if gold is not None and not isinstance(gold, str):
-        gold = str(gold)
+    gold = _gold_text(row.get(config.answer_column), config.answer_column)
     if gold is None or not gold.strip():
         gold = extract_boxed(solution)
         if gold is None:
@@ -101,14 +130,15 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
     return Example(context=context, solution=solution, steps=steps, gold=gold, key=key, problem=raw_problem)
 
 
+_PLACEHOLDER = re.compile(r"\{(problem|instruction|prefix)\}")
+
+
 def render_prompt(example: Example, prefix: str, tokenizer: Any, config: DartConfig) -> str:
     """The text the student continues: its own chat template with the assistant turn already begun."""
     if config.prompt_template is not None:
-        return (
-            config.prompt_template.replace("{problem}", example.problem)
-            .replace("{instruction}", config.instruction)
-            .replace("{prefix}", prefix)
-        )
+        # One pass over the template: a problem or step that contains "{prefix}" is text, not a slot.
+        values = {"problem": example.problem, "instruction": config.instruction, "prefix": prefix}
+        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], config.prompt_template)
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ExampleError("the student has no chat template: set DartConfig.prompt_template")
     head = tokenizer.apply_chat_template(example.context, tokenize=False, add_generation_prompt=True)

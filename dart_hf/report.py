@@ -119,6 +119,7 @@ def _rows(dataset: Any, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
         "dart_seconds",
         "dart_selection",
         "dart_error",
+        "dart_verify_timeouts",
         "prompt",
         "problem",
     ]
@@ -205,7 +206,9 @@ def compute_stats(
 
     Keys:
         n_examples, usable (non-error rows with a non-empty `dart_solution`), actions (all four
-        actions, 0 when absent), error_reasons (reason -> count), selection (policy -> count over
+        actions, 0 when absent), error_reasons (reason -> count), verify_timeouts (math-verify
+        comparisons that gave no verdict in time: {"comparisons": total, "rows": rows with any};
+        null for data adapted before the column existed), selection (policy -> count over
         explore rows), tokens_generated (sum), wall_seconds (the given wall time, else the sum of
         `dart_seconds`), tokens_per_second, cost (tokens/seconds per example, means over all rows),
         mean_steps (mean T over non-error rows), mean_f0 / mean_fT (student alone / after all expert
@@ -269,6 +272,10 @@ def compute_stats(
     absolute_sorted["none"] = absolute.get("none", 0)
 
     errors = Counter(r.get("dart_error") or "unknown error" for r in rows if r["dart_action"] == "error")
+    verify_timeouts = None
+    if "dart_verify_timeouts" in dataset.column_names:
+        counts = [int(r.get("dart_verify_timeouts") or 0) for r in rows]
+        verify_timeouts = {"comparisons": sum(counts), "rows": sum(1 for c in counts if c)}
     selection = Counter(r.get("dart_selection") or "" for r in rows if r["dart_action"] == "explore")
 
     endings = None
@@ -285,6 +292,7 @@ def compute_stats(
         "usable": usable,
         "actions": actions,
         "error_reasons": dict(errors.most_common(20)),
+        "verify_timeouts": verify_timeouts,
         "selection": dict(selection),
         "tokens_generated": tokens,
         "wall_seconds": wall,
@@ -756,6 +764,12 @@ def _summary_table(stats: Mapping[str, Any]) -> str:
         rows.append(("rollout endings", cell))
     if cfg_short:
         rows.append(("settings", _esc(cfg_short)))
+    timeouts = stats.get("verify_timeouts")
+    if isinstance(timeouts, Mapping):
+        cell = f"{int(timeouts.get('comparisons') or 0):,} comparisons in {int(timeouts.get('rows') or 0):,} rows"
+        if timeouts.get("comparisons"):
+            cell = f"<span class='err'>{cell}</span> (no verdict in time: counted as not correct)"
+        rows.append(("math-verify timeouts", cell))
     errors = stats.get("error_reasons") or {}
     if errors:
         reasons = "<br>".join(f"{int(c)} × {_esc(r)}" for r, c in list(errors.items())[:5])

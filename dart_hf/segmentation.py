@@ -98,8 +98,17 @@ def split_steps(text: str, splitter: SplitterLike = None, max_steps: Optional[in
 
 
 def join_given_steps(steps: Sequence[str], joiner: str = STEP_JOINER) -> list[str]:
-    """Pre-split steps (e.g. CHAMP's) as lossless segments: each but the last carries `joiner`."""
-    clean = [s.strip() for s in steps if isinstance(s, str) and s.strip()]
+    """Pre-split steps (e.g. CHAMP's) as lossless segments: each but the last carries `joiner`.
+
+    Blank steps are skipped; anything but a list of strings is refused (a string would be split
+    into characters, and a dropped non-string step would silently shorten the expert solution).
+    """
+    if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence):
+        raise TypeError(f"must be a list of strings, got {type(steps).__name__}")
+    for i, step in enumerate(steps):
+        if not isinstance(step, str):
+            raise TypeError(f"must be a list of strings, got {type(step).__name__} at index {i}")
+    clean = [s.strip() for s in steps if s.strip()]
     if not clean:
         raise ValueError("no non-empty steps given")
     return [s + joiner for s in clean[:-1]] + [clean[-1]]

@@ -31,6 +31,7 @@ class Rollout:
     completion: Completion
     answer: Optional[str]  # final answer of prefix + continuation
     correct: bool
+    timed_out: bool = False  # math-verify gave no verdict in time: `correct` is False, but unjudged
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,9 @@ def run_jobs(
         [extract_answer(prefix_text(example, job.t) + c.text, config.answer_phrase_fallback) for c in completions]
         for (example, job), completions in zip(work, outputs)
     ]
-    verdicts = iter(verifier.verify_many([(example.gold, a) for (example, _), ans in zip(work, answers) for a in ans]))
+    verdicts = iter(verifier.judge_many([(example.gold, a) for (example, _), ans in zip(work, answers) for a in ans]))
     return [
-        [Rollout(job.t, c, a, next(verdicts)) for c, a in zip(completions, ans)]
+        [Rollout(job.t, c, a, *next(verdicts)) for c, a in zip(completions, ans)]
         for (_, job), completions, ans in zip(work, outputs, answers)
     ]
 

@@ -181,7 +181,8 @@ def gguf_to_checkpoint(gguf_path: PathLike, out_dir: PathLike) -> str:
 
     A GGUF-loaded model refuses `save_pretrained`, and its config has no `architectures` (so e.g.
     `transformers serve` cannot load it). We dequantize it, rebuild a fresh model from its config
-    with `architectures` set, load the state dict, and save model, generation config and tokenizer.
+    with `architectures` set and the GGUF `quantization_config` dropped (the saved weights are plain
+    floats, fit for full fine-tuning), load the state dict, and save model, generation config and tokenizer.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -195,6 +196,10 @@ def gguf_to_checkpoint(gguf_path: PathLike, out_dir: PathLike) -> str:
 
     config = loaded.config
     config.architectures = [type(loaded).__name__]
+    # The weights are dequantized: a kept `quantization_config: {quant_method: gguf}` would make
+    # `from_pretrained` treat the folder as quantized and `Trainer` refuse to fine-tune it.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     fresh = type(loaded)(config)
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     tied = set(getattr(fresh, "_tied_weights_keys", None) or {}) if config.tie_word_embeddings else set()

@@ -3,7 +3,8 @@
 Why the machinery: math-verify's own timeout uses SIGALRM, which works only in a main thread, and
 some inputs keep sympy busy past it or forever (Math-Verify issue 65). So comparisons run in a
 worker *process* (`dart_hf._verify_worker`) that is killed when an item overruns its deadline; the
-item is judged False and the worker restarts lazily. The worker is started with
+item is a timeout (no verdict; False to callers that want a bool) and the worker restarts lazily.
+Timeouts are reported, not hidden: a row whose every comparison times out is an error upstream. The worker is started with
 `subprocess.Popen`, not `multiprocessing`, because `datasets.map(num_proc=...)` runs transforms in
 daemonic processes, which may not start `multiprocessing` children. The deadline uses `select` on
 the worker's pipe, so this module is POSIX-only (as DART's targets are).
@@ -23,7 +24,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,20 @@ _WORKER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_verify
 # package (and `datasets` with it), doubling each worker's start-up time and memory.
 _BOOTSTRAP = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _STARTUP_TIMEOUT_S = 120.0  # importing sympy on a loaded machine; not an item's deadline
+
+
+class Verdict(NamedTuple):
+    """One comparison's outcome. A timeout is no verdict: `correct` is False, but it is not a wrong answer."""
+
+    correct: bool
+    timed_out: bool = False  # math-verify gave no verdict in time (deadline overrun, or its worker died)
+
+
+class GoldCheck(NamedTuple):
+    """Whether a gold answer can be judged against: `reason` is None when it can."""
+
+    reason: Optional[str]
+    timed_out: bool = False
 
 
 class _Timeout(Exception):
@@ -77,9 +92,10 @@ class MathVerifier:
     """Checks `(gold, predicted)` answer strings (the content of `\\boxed{}`) with math-verify.
 
     `timeout` is a hard wall-clock deadline per comparison (the worker's start-up is not counted): an
-    overrun kills the worker, counts in `timeouts`, and the item is False (and cached as False). The worker process starts on first use, ends with `close()`
-    (or when the verifier is garbage-collected, or at interpreter exit) and restarts when needed.
-    Safe to share between threads (one lock around the pipe). Pickling keeps only the settings, so
+    overrun kills the worker, counts in `timeouts`, and the item is a timeout (`Verdict(False, True)`,
+    cached as such; `verify`/`verify_many` read it as False). The worker process starts on first use,
+    ends with `close()` (or when the verifier is garbage-collected, or at interpreter exit) and
+    restarts when needed. Safe to share between threads (one lock around the pipe). Pickling keeps only the settings, so
     `datasets` can ship the verifier to its worker processes, each of which starts its own worker.
     """
 
@@ -98,37 +114,51 @@ class MathVerifier:
         return self.verify_many([(gold, pred)])[0]
 
     def verify_many(self, pairs: Sequence[tuple[str, Optional[str]]]) -> list[bool]:
-        """Judge many `(gold, pred)` pairs: one worker round trip per distinct, uncached pair."""
-        results: list[Optional[bool]] = [None] * len(pairs)
+        """Judge many `(gold, pred)` pairs (a timeout counts as False; `judge_many` tells them apart)."""
+        return [v.correct for v in self.judge_many(pairs)]
+
+    def judge_many(self, pairs: Sequence[tuple[str, Optional[str]]]) -> list[Verdict]:
+        """A `Verdict` per `(gold, pred)` pair: one worker round trip per distinct, uncached pair.
+
+        A pair without a prediction, or with one identical to the gold, is decided without math-verify
+        (and never times out). A cached timeout is reported as a timeout again.
+        """
+        results: list[Optional[Verdict]] = [None] * len(pairs)
         todo: dict[tuple[str, str], list[int]] = {}
         for i, (gold, pred) in enumerate(pairs):
             g, p = _normalize(gold), _normalize(pred)
             if not p or not g:
-                results[i] = False
+                results[i] = Verdict(False)
             elif g == p:
-                results[i] = True
+                results[i] = Verdict(True)
             else:
                 todo.setdefault((g, p), []).append(i)
         for (g, p), indices in todo.items():
-            verdict, _ = self._judge(("verify", g, p))
+            verdict = Verdict(*self._judge(("verify", g, p)))
             for i in indices:
                 results[i] = verdict
-        return [bool(r) for r in results]
+        return [r if r is not None else Verdict(False) for r in results]
 
     def check_gold(self, gold: str) -> Optional[str]:
-        """None when math-verify can parse `gold` into math; otherwise why not, for the error column.
+        """None when `gold` can be judged against; otherwise why not, for the error column."""
+        return self.inspect_gold(gold).reason
 
-        A gold that does not parse makes every comparison False, so such rows should be skipped.
+    def inspect_gold(self, gold: str) -> GoldCheck:
+        """Can math-verify parse `gold` into math, and compare it at all within the deadline?
+
+        A gold that does not parse makes every comparison False, and one that hangs makes every
+        comparison time out (Math-Verify issue 65), so such rows must be refused, not adapted to f = 0.
         """
         g = _normalize(gold)
         if not g:
-            return "gold answer is empty"
+            return GoldCheck("gold answer is empty")
         parsed, timed_out = self._judge(("check", g, ""))
         if parsed:
-            return None
+            return GoldCheck(None)
+        shown = repr(gold) if len(gold) <= 80 else repr(gold[:60]) + f"... ({len(gold)} characters)"
         if timed_out:
-            return f"gold answer {gold!r} timed out in math-verify (over {self.timeout:g} s)"
-        return f"gold answer {gold!r} could not be parsed by math-verify"
+            return GoldCheck(f"gold answer {shown} timed out in math-verify (over {self.timeout:g} s)", True)
+        return GoldCheck(f"gold answer {shown} could not be parsed by math-verify")
 
     def close(self) -> None:
         """End the worker process now (the verifier stays usable: the next call starts a new one)."""
@@ -172,7 +202,7 @@ class MathVerifier:
                 self._cache.move_to_end(key)
                 return cached
             verdict, status = self._ask(key)
-            outcome = (verdict, status == "timeout")
+            outcome = (verdict, status != "ok")
             if status != "crash" and self.cache_size > 0:  # a crash may be chance; an overrun would recur
                 self._cache[key] = outcome
                 if len(self._cache) > self.cache_size:

@@ -26,3 +26,11 @@ def smollm2_gguf() -> str:
         return smollm2_gguf_path()
     except FileNotFoundError as err:
         pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(smollm2_gguf, tmp_path_factory) -> str:
+    """The SmolLM2 GGUF converted once per session with `gguf_to_checkpoint` (the slow part, ~15-45 s)."""
+    from dart_hf.testing import gguf_to_checkpoint
+
+    return gguf_to_checkpoint(smollm2_gguf, tmp_path_factory.mktemp("smollm2_checkpoint"))

@@ -26,6 +26,7 @@ class ScriptedBackend:
     explore: dict = field(default_factory=dict)  # t -> outcomes for exploration requests (other n)
     n_sim: int = 4
     gold: str = "42"
+    wrong: str = "-1"  # the answer of a False outcome
     logprobs: Optional[dict] = None  # t -> list of mean log-probs (None entries allowed)
     fingerprint: str = "scripted-v1"
     tokenizer: object = None
@@ -50,7 +51,7 @@ class ScriptedBackend:
                 if outcome is True:
                     text = f"student {phase} {t}.{j} " + "x " * j + f"so \\boxed{{{self.gold}}}"
                 elif outcome is False:
-                    text = f"student {phase} {t}.{j} so \\boxed{{-1}}"
+                    text = f"student {phase} {t}.{j} so \\boxed{{{self.wrong}}}"
                 else:
                     text = f"student {phase} {t}.{j} is lost"
                 lp = self.logprobs[t][j] if self.logprobs and t in self.logprobs else -0.1 * (j + 1)

@@ -155,7 +155,7 @@ def test_conversational_rows():
         ({"problem": "p", "solution": "", "answer": "1"}, "empty expert solution"),
         ({"problem": "p", "solution": "no box here", "answer": None}, "no gold answer"),
         ({"problem": "p", "solution": "x", "answer": "\\frac{"}, "could not be parsed"),
-        ({"problem": "", "solution": "x", "answer": "1"}, "empty or non-string 'problem'"),
+        ({"problem": "", "solution": "x", "answer": "1"}, "'problem' is None or empty"),
         ({"messages": [{"role": "user", "content": "hi"}], "answer": "1"}, "no assistant turn"),
     ],
 )

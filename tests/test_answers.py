@@ -1,7 +1,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dart_hf.answers import AnswerStopper, extract_answer, extract_boxed
+import time
+
+from dart_hf.answers import AnswerStopper, _boxed_spans, extract_answer, extract_boxed
 
 
 def test_nested_braces_are_kept():
@@ -20,6 +22,24 @@ def test_unclosed_or_missing_box():
     assert extract_boxed(r"\boxed{\frac{1}{2}") is None
     assert extract_boxed("no box") is None
     assert extract_boxed("") is None and extract_boxed(None) is None
+
+
+def test_boxed_spans_nested_and_top_level_only():
+    text = r"a \boxed{\frac{\boxed{1}}{2}} b \fbox{{x}{y}} c \boxed{} d \boxed{\sqrt{2}"
+    spans = [text[a:b] for a, b in _boxed_spans(text)]
+    # boxes inside a box are content; an unclosed box ends the scan; stray braces outside boxes are text
+    assert spans == [r"\frac{\boxed{1}}{2}", "{x}{y}", ""]
+    other = r"} { \boxed{a}} \boxed{b}"
+    assert [other[a:b] for a, b in _boxed_spans(other)] == ["a", "b"]
+    assert _boxed_spans(r"\boxed{") == [] and _boxed_spans("") == []
+
+
+def test_boxed_extraction_is_linear():
+    """400k characters of boxes (a long trace that re-boxes as it goes) take milliseconds, not seconds."""
+    text = r"\boxed{1}" * 44_000 + r" so \boxed{\frac{2}{3}}"
+    start = time.perf_counter()
+    assert extract_boxed(text) == r"\frac{2}{3}"
+    assert time.perf_counter() - start < 1.0  # quadratic rescans took ~20 s here
 
 
 def test_answer_phrase_fallback():

@@ -168,6 +168,20 @@ def test_answer_cut_and_logprobs_parsing():
     assert second.text == "so 4" and second.finish_reason == "length" and second.logprob == pytest.approx(-2.0)
 
 
+@pytest.mark.parametrize("bad", ["oops", float("nan"), float("inf"), [1.0], {"x": 1}])
+def test_a_bad_logprob_is_missing_for_that_completion_only(bad):
+    backend = OpenAIServerBackend("http://127.0.0.1:9", "m", tokenizer=object())
+    response = {
+        "choices": [
+            {"index": 0, "text": "a b", "logprobs": {"tokens": ["a", " b"], "token_logprobs": [-1.0, bad]}},
+            {"index": 1, "text": "c d", "logprobs": {"tokens": ["c", " d"], "token_logprobs": [-1.0, -3.0]}},
+        ],
+    }
+    first, second = backend._completions(response)
+    assert first.logprob is None and first.num_tokens == 2  # the token count is still the server's
+    assert second.logprob == pytest.approx(-2.0)
+
+
 def test_adapter_maps_a_dataset_end_to_end(server):
     url, model = server
     backend = OpenAIServerBackend([url, url], model)  # two URLs for the same server: round-robin

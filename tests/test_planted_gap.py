@@ -6,7 +6,7 @@ import pytest
 
 from dart_hf import DartConfig
 from dart_hf.examples import parse_example
-from dart_hf.tasks.planted_gap import MAX_VALUE, PlantedGapTask
+from dart_hf.tasks.planted_gap import PlantedGapTask
 
 LINE = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+)$")
 FACTOR = re.compile(r"^(\d+) = (\d+) × (\d+)$")
@@ -43,7 +43,7 @@ def test_student_solution_chains_correct_arithmetic(rows):
             a, sign, b, result = LINE.match(line).groups()
             assert int(a) == value and _apply(value, sign, int(b)) == int(result)
             value = int(result)
-            assert 0 <= value <= MAX_VALUE
+            assert 0 <= value <= PlantedGapTask().max_value
         assert lines[-1] == f"The answer is \\boxed{{{value}}}." and row["answer"] == str(value)
 
 

@@ -56,3 +56,34 @@ def test_readme_quickstart_runs_as_written():
     proc = subprocess.run([sys.executable, "-c", blocks[0]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"^(imitate|explore|fallback) \[", proc.stdout, flags=re.M), proc.stdout
+
+
+@pytest.mark.slow
+def test_converted_gguf_folder_trains_a_step(smollm2_checkpoint, tmp_path):
+    """A GGUF converted with `gguf_to_checkpoint` is a plain checkpoint: full fine-tuning works (one step, ~6 s)."""
+    import json
+
+    import torch
+
+    from dart_hf.sft_config import DartSFTConfig
+    from dart_hf.trainer import DartTrainer
+
+    folder = smollm2_checkpoint
+    config = json.load(open(os.path.join(folder, "config.json"), encoding="utf-8"))
+    assert "quantization_config" not in config  # a GGUF quantizer here makes Trainer refuse to fine-tune
+    row = {
+        "prompt": [{"role": "user", "content": "What is 2 + 3?"}],
+        "completion": [{"role": "assistant", "content": "2 + 3 = 5. \\boxed{5}"}],
+        "dart_solution": "2 + 3 = 5. \\boxed{5}",
+        "dart_student_start": -1,
+        "dart_action": "imitate",
+    }
+    args = DartSFTConfig(
+        output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=1, learning_rate=1e-4,
+        max_length=64, bf16=False, use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True,
+    )
+    trainer = DartTrainer(folder, args=args, train_dataset=datasets.Dataset.from_list([row]))
+    before = trainer.model.model.embed_tokens.weight.detach().clone()
+    trainer.train()
+    assert trainer.state.global_step == 1
+    assert not torch.equal(before, trainer.model.model.embed_tokens.weight)

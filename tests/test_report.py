@@ -143,6 +143,18 @@ def test_stats_all_actions_present_and_nan_is_null():
     json.dumps(stats, allow_nan=False)
 
 
+def test_stats_and_report_count_math_verify_timeouts(tmp_path):
+    rows = [dict(r, dart_verify_timeouts=k) for r, k in zip(ROWS, [0, 3, 0, 1, 2])]
+    stats = compute_stats(datasets.Dataset.from_list(rows))
+    assert stats["verify_timeouts"] == {"comparisons": 6, "rows": 3}
+    write_report(datasets.Dataset.from_list(rows), stats, str(tmp_path / "r.html"))
+    page = open(tmp_path / "r.html", encoding="utf-8").read()
+    row = re.search(r"<th>math-verify timeouts</th><td[^>]*>(.*?)</td>", page)
+    assert row and "6 comparisons in 3 rows" in row.group(1), row
+    # data adapted before the column existed: unknown, not zero
+    assert compute_stats(datasets.Dataset.from_list(ROWS))["verify_timeouts"] is None
+
+
 def test_stats_rejects_a_dataset_that_was_not_adapted():
     with pytest.raises(ValueError, match="DartAdapter"):
         compute_stats(datasets.Dataset.from_dict({"problem": ["p"], "solution": ["s"]}))

@@ -540,12 +540,10 @@ def test_smollm2_fingerprints(smollm2, smollm2_gguf):
 
 
 @pytest.mark.slow
-def test_gguf_to_checkpoint_round_trip(smollm2, tmp_path):
+def test_gguf_to_checkpoint_round_trip(smollm2, smollm2_checkpoint):
     from transformers import AutoModelForCausalLM
 
-    from dart_hf.testing import gguf_to_checkpoint, smollm2_gguf_path
-
-    folder = gguf_to_checkpoint(smollm2_gguf_path(), tmp_path / "smollm2")
+    folder = smollm2_checkpoint  # gguf_to_checkpoint(smollm2 GGUF), converted once per session
     model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.config.architectures == [type(smollm2.model).__name__]
     ckpt = TransformersBackend(folder, device=smollm2.model.device)

@@ -114,6 +114,26 @@ def test_hanging_input_is_killed_at_the_deadline():
     v.close()
 
 
+def test_a_gold_whose_comparisons_hang_fails_its_own_check():
+    """Issue 65's input parses fine but hangs every comparison: the gold check must say so, not pass it."""
+    v = MathVerifier(timeout=1.0)
+    check = v.inspect_gold(HANGS)
+    assert check.timed_out and "timed out in math-verify" in check.reason, check
+    assert v.check_gold(HANGS) == check.reason  # the reason-only form agrees (from the cache: no second wait)
+    assert v.inspect_gold("42") == (None, False)
+    assert v.timeouts == 1
+    v.close()
+
+
+def test_judge_many_tells_timeouts_from_wrong_answers():
+    v = MathVerifier(timeout=1.0)
+    verdicts = v.judge_many([("42", HANGS), ("2", "1+1"), ("2", "3"), ("42", HANGS), ("42", None)])
+    assert [(j.correct, j.timed_out) for j in verdicts] == [(F, T), (T, F), (F, F), (F, T), (F, F)]
+    assert v.timeouts == 1  # the repeated pair is answered from the cache, still as a timeout
+    assert v.verify_many([("42", HANGS), ("2", "1+1")]) == [False, True]  # bools, as before
+    v.close()
+
+
 def test_threads_share_one_verifier(verifier):
     cases = [(r"\frac{1}{2}", "0.5", True), ("2", "3", False), ("x+x", "2x", True), ("7", "7.0", True)] * 3
     results: dict[int, list[bool]] = {}

@@ -11,7 +11,9 @@ Requests are therefore robust to both: each `GenerationRequest` first asks for `
 `sample_seed(request.seed, 0)`; when fewer come back, every missing sample `j` is *topped up* with
 its own `n=1` request seeded `sample_seed(request.seed, j)`. Once a server has been seen to ignore
 `n`, later requests go straight to one `n=1` request per sample. Without log-probs,
-`Completion.logprob` is None and the "logprob" selection policy falls back to "shortest".
+`Completion.logprob` is None and the "logprob" selection policy falls back to "shortest"; a
+completion whose log-probs hold a value that is not a finite number gets None the same way (the
+other completions, and the row, are unaffected).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -304,7 +307,7 @@ class OpenAIServerBackend:
         if not isinstance(logprobs, dict):
             return None, None
         values = logprobs.get("token_logprobs")
-        if not values:
+        if not values or not isinstance(values, list):
             return None, None
         tokens = logprobs.get("tokens")
         if cut is not None and isinstance(tokens, list) and len(tokens) == len(values):
@@ -317,7 +320,10 @@ class OpenAIServerBackend:
             values = values[:kept]
         elif cut is not None:
             return None, None  # cannot tell which log-probs belong to the kept text
-        nums = [float(v) for v in values if v is not None]
+        nums = [v for v in values if v is not None]
+        if not all(_is_logprob(v) for v in nums):
+            # one unreadable value (a string, NaN, a list) spoils this completion's mean, not the row
+            return None, len(values)
         if not nums:
             return None, None
         return sum(nums) / len(nums), len(values)
@@ -372,3 +378,7 @@ class OpenAIServerBackend:
                 )
         self.tokens_generated += sum(c.num_tokens for row in results for c in row)
         return results
+
+
+def _is_logprob(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -34,8 +34,6 @@ ITEMS = ("apples", "coins", "cards", "shells", "stamps", "marbles", "pens", "boo
 GAINS = ("buys {n} more", "finds {n} more", "gets {n} more", "is given {n} more")
 LOSSES = ("gives away {n}", "loses {n}", "sells {n}", "uses {n}")
 
-#: Largest running total a problem may reach (the student only learns numbers below 100).
-MAX_VALUE = 99
 
 FEATURES = datasets.Features(
     {
@@ -57,22 +55,24 @@ class PlantedGapTask:
         min_ops / max_ops: operations per problem (the student-style solution has one step per
             operation plus the answer step).
         gap_share: fraction of problems whose expert solution carries a planted gap.
-        max_start / max_delta: range of the starting amount and of each change.
+        max_start / max_delta / max_value: range of the starting amount, of each change and of every
+            running total. Small numbers keep the student's arithmetic learnable in minutes on a CPU.
     """
 
     min_ops: int = 3
-    max_ops: int = 5
+    max_ops: int = 4
     gap_share: float = 0.7
-    max_start: int = 30
-    max_delta: int = 9
+    max_start: int = 15
+    max_delta: int = 5
+    max_value: int = 30
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_ops <= self.max_ops:
             raise ValueError(f"need 1 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
         if not 0.0 <= self.gap_share <= 1.0:
             raise ValueError(f"gap_share must be in [0, 1], got {self.gap_share}")
-        if not 2 <= self.max_start <= MAX_VALUE or not 1 <= self.max_delta <= MAX_VALUE:
-            raise ValueError("max_start must be in [2, 99] and max_delta in [1, 99]")
+        if not 2 <= self.max_start <= self.max_value or not 1 <= self.max_delta <= self.max_value:
+            raise ValueError("need 2 <= max_start <= max_value and 1 <= max_delta <= max_value")
 
     def generate(self, n: int, seed: int = 0) -> datasets.Dataset:
         """`n` problems; the same seed gives the same rows."""
@@ -114,7 +114,7 @@ class PlantedGapTask:
         ops, value = [], start
         for _ in range(rng.randint(self.min_ops, self.max_ops)):
             delta = rng.randint(1, self.max_delta)
-            can_add, can_sub = value + delta <= MAX_VALUE, value - delta >= 0
+            can_add, can_sub = value + delta <= self.max_value, value - delta >= 0
             sign = rng.choice([s for s, ok in (("+", can_add), ("-", can_sub)) if ok] or ["+"])
             ops.append((sign, delta))
             value = value + delta if sign == "+" else value - delta

@@ -42,7 +42,7 @@ class StudentRecipe:
     num_heads: int = 4
     intermediate_size: int = 384
     n_train: int = 20000
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 100
@@ -117,7 +117,7 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # The tokenizer sees the expert's text too: the student must be able to *read* a product, not write one.
-    tokenizer = _train_tokenizer(vocab_size=1000, corpus=_corpus(recipe.task, 2000, seed=recipe.seed + 1) + [DEFAULT_INSTRUCTION, "user", "assistant"] * 50, individual_digits=True)
+    tokenizer = _train_tokenizer(vocab_size=1000, corpus=_corpus(recipe.task, 2000, seed=recipe.seed + 1) + [DEFAULT_INSTRUCTION, "user", "assistant"] * 50, individual_digits=False)
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     bos_id = tokenizer.convert_tokens_to_ids("<|im_start|>")
