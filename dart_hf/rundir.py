@@ -44,10 +44,11 @@ class RunLock:
     """Exclusive use of an output directory by one process (`fcntl.flock` on `out_dir/.dart-hf.lock`).
 
     Non-blocking: a second run fails at once with who holds the lock. The kernel drops the lock when
-    its process dies, even by SIGKILL, so a killed run never leaves a stale lock behind. Re-entrant
-    within a process, so the recipe can hold it across adaptation, output writing and clean-up while
-    `adapt_in_chunks` takes it too. The file is left in place: unlinking a lock file races with a
-    process that has just opened it.
+    its process dies, even by SIGKILL, so a killed run never leaves a stale lock behind (the file may
+    stay; the next run takes it over). Re-entrant within a process, so the recipe can hold it across
+    adaptation, output writing and clean-up while `adapt_in_chunks` takes it too. Released, the file
+    is removed while still locked, and a taker checks that the file it locked is still the one at the
+    path, so two runs can never both hold "the" lock.
     """
 
     _held: dict[str, list[int]] = {}  # real path -> [fd, depth]
@@ -64,19 +65,27 @@ class RunLock:
             if key in self._held:
                 self._held[key][1] += 1
                 return self
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-                os.close(fd)
-                raise UsageError(
-                    f"output directory {self.out_dir!r} is in use by another run ({holder}); "
-                    "wait for it to finish or choose another output directory"
-                ) from None
+            while True:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+                    os.close(fd)
+                    raise UsageError(
+                        f"output directory {self.out_dir!r} is in use by another run ({holder}); "
+                        "wait for it to finish or choose another output directory"
+                    ) from None
+                try:
+                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+                if same:
+                    break
+                os.close(fd)  # its holder removed it as we opened it: take the new one
             os.ftruncate(fd, 0)
             stamp = datetime.datetime.now().isoformat(timespec="seconds")
-            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode(), 0)
             self._held[key] = [fd, 1]
         return self
 
@@ -89,8 +98,13 @@ class RunLock:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._held[key]
-                fcntl.flock(entry[0], fcntl.LOCK_UN)
-                os.close(entry[0])
+                try:
+                    os.unlink(self.path)  # still locked: nobody can take this file over in between
+                except FileNotFoundError:
+                    pass
+                finally:
+                    fcntl.flock(entry[0], fcntl.LOCK_UN)
+                    os.close(entry[0])
 
     def __enter__(self) -> "RunLock":
         return self.acquire()

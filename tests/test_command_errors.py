@@ -114,7 +114,7 @@ def test_resume_of_another_run_is_refused_until_overwrite(data, tiny_student, tm
     from dart_hf import DartAdapter, DartConfig
     from dart_hf.data import load_expert_dataset
     from dart_hf.runner import adapt_in_chunks
-    from tests.scripted import TEMPLATE, ScriptedBackend
+    from scripted import TEMPLATE, ScriptedBackend
 
     out = tmp_path / "out"
     other = DartAdapter(ScriptedBackend(sim={}), DartConfig(n_sim=4, prompt_template=TEMPLATE), progress=False)

@@ -23,7 +23,7 @@ from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.base import GenerationRequest, RequestsFailed
 from dart_hf.backends.openai import OpenAIServerBackend, ServerError, ServerUnavailable
 from dart_hf.errors import RunError
-from tests.scripted import TEMPLATE, CharTokenizer, expert
+from scripted import TEMPLATE, CharTokenizer, expert
 
 pytestmark = pytest.mark.timeout(120)  # a regression to "hang forever" fails instead of blocking the suite
 DRIP_FOR_S = 20.0
