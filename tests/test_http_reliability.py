@@ -291,3 +291,11 @@ def test_death_of_one_of_two_urls_mid_run_loses_no_row(serve):
                       load_from_cache_file=False)
     assert all(a != "error" for a in out["dart_action"]), out["dart_error"]
     assert first.count() == 4 and second.count() >= 8  # the second URL took over
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_refusal_every_request_would_get_stops_the_run_at_once(serve, status):
+    server = serve(lambda server, method, body: ("json", status, {"error": "no such model / bad key"}))
+    with pytest.raises(ServerUnavailable, match=rf"HTTP {status}.*check the URL, the model name"):
+        backend(server.url, max_retries=3).generate(reqs("a"))
+    assert server.count() == 1  # not retried: another attempt would get the same answer

@@ -197,3 +197,9 @@ def test_a_kill_at_any_file_system_step_leaves_a_directory_the_same_call_resumes
         got = run()
         assert got.remove_columns("dart_seconds").to_list() == expected, f"killed at step {k}"
         assert sorted(os.listdir(out)) == ["dataset"], f"killed at step {k}: {os.listdir(out)}"
+
+
+def test_chunks_without_a_manifest_are_not_taken_for_this_run(tmp_path):
+    scripted_rows("x").select(range(2)).save_to_disk(str(tmp_path / "chunks" / "00000"))  # e.g. an older dart_hf
+    with pytest.raises(UsageError, match="chunks without a manifest"):
+        adapt_in_chunks(scripted_rows("x"), scripted_adapter(), str(tmp_path), chunk_size=2)
