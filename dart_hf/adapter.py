@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .backends.base import derive_seed
 from .config import DartConfig
+from .errors import RunError
 from .examples import Example, ExampleError, parse_example
 from .exploration import select_continuation
 from .gap import find_gap
@@ -139,6 +140,8 @@ class DartAdapter:
         if (cfg.early_stop or cfg.adaptive_sampling) and not isinstance(cfg.gap_rule, str):
             logger.warning("early_stop/adaptive_sampling need a named gap rule; a callable rule gets the full grid")
 
+    algorithm_version = ALGORITHM_VERSION
+
     @property
     def fingerprint(self) -> str:
         """Cheap, stable identity used by `datasets` caching: student + config + algorithm version."""
@@ -226,10 +229,18 @@ class DartAdapter:
         task.seconds += time.perf_counter() - began
 
     def _run_round(self, active: list["_Task"]) -> list[tuple["_Task", list[list[Rollout]]]]:
-        """Sample the pending jobs of all active rows at once; if that fails, row by row to isolate the culprit."""
+        """Sample the pending jobs of all active rows at once; returns the rows that got all their rollouts.
+
+        A job that failed on its own (the backend raised `RequestsFailed`) fails its row; the other
+        rows keep what they received, nothing is asked again. A `RunError` (no server answers, the
+        student cannot load) ends the run. Any other exception from a call of several rows is not
+        attributable to one row, so the rows are retried one by one to isolate the culprit.
+        """
         work = [(task.example, job) for task in active for job in task.pending]
         try:
             rollouts = run_jobs(work, self.backend, self.verifier, self.config)
+        except RunError:
+            raise
         except Exception as err:
             if len(active) == 1:
                 self._fail(active[0], err)
@@ -241,10 +252,17 @@ class DartAdapter:
             return results
         results, it = [], iter(rollouts)
         for task in active:
-            results.append((task, [next(it) for _ in task.pending]))
+            got = [next(it) for _ in task.pending]
+            failed = [g for g in got if isinstance(g, BaseException)]
+            if failed:
+                self._fail(task, failed[0])
+            else:
+                results.append((task, got))
         return results
 
-    def _fail(self, task: "_Task", err: Exception) -> None:
+    def _fail(self, task: "_Task", err: BaseException) -> None:
+        if isinstance(err, RunError):  # wrong with the run, not with this row: stop before writing anything
+            raise err
         if isinstance(err, ExampleError):
             reason = str(err)
         else:  # one bad row must not kill a long run

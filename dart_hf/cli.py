@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 DEFAULT_DEMO_N = 8
 
@@ -48,6 +48,11 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="train", help="split of a Hub or DatasetDict dataset")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--max-error-share", type=float, default=1.0,
+        help="exit with code 1, after writing the outputs, when more than this share of rows ended in 'error' "
+        "(0 fails on any error row); a run where every row errored always fails (default: %(default)s)",
+    )
     p.add_argument("--n-sim", type=int, default=4, help="rollouts per expert prefix (default: %(default)s)")
     p.add_argument("--n-explore", type=int, default=4, help="extra rollouts when exploration needs them (default: %(default)s)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="cap per rollout (default: 96 for planted_gap, else 160)")
@@ -67,14 +72,61 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> dict:
-    """The demo is the library's normal path (DartAdapter + datasets.map), sized for 2 CPU cores."""
+    """The demo is the library's normal path (DartAdapter + datasets.map), sized for 2 CPU cores.
+
+    Raises `UsageError` for a bad command (checked before any generation, the output folder
+    included) and `RunError` when the run cannot go on, or when too many rows ended in error.
+    """
+    from .errors import UsageError
+
+    if args.n < 1:
+        raise UsageError(f"--n must be >= 1 (the number of problems to adapt), got {args.n}")
+    if not 0.0 <= args.max_error_share <= 1.0:
+        raise UsageError(f"--max-error-share must be between 0 and 1, got {args.max_error_share}")
+    from .runner import output_dir_lock
+
+    with output_dir_lock(args.out):  # writable, and ours alone while we write it
+        return _run_demo(args)
+
+
+def _run_demo(args: argparse.Namespace) -> dict:
     from .adapter import DartAdapter
-    from .config import DartConfig
-    from .data import CHAMP, PLANTED_GAP, check_columns, load_expert_dataset
+    from .data import CHAMP, check_columns, load_expert_dataset
+    from .errors import UsageError, error_share_failure
     from .report import compute_stats, write_outputs
 
     steps_column = args.steps_column or ("steps" if args.dataset == CHAMP else None)
-    config = DartConfig(
+    try:
+        config = _config(args, steps_column)
+    except (ValueError, TypeError) as err:
+        raise UsageError(str(err)) from err
+    dataset = load_expert_dataset(args.dataset, split=args.split, n=args.n)
+    check_columns(dataset, config)
+    student = args.student or _default_student(args.dataset)
+    print(f"DART demo: {len(dataset)} problems from {args.dataset!r}, student {os.path.basename(student)}")
+    print(f"  n_sim={config.n_sim} n_explore={config.n_explore} max_new_tokens={config.max_new_tokens} seed={config.seed}")
+
+    adapter = DartAdapter(student, config)
+    adapter.backend.check_loadable()  # a student that cannot load stops here, before any generation
+    start = time.perf_counter()
+    adapted = dataset.map(adapter, batched=True, batch_size=max(len(dataset), 1), load_from_cache_file=False, desc="DART demo")
+    wall = time.perf_counter() - start
+
+    stats = compute_stats(adapted, config=config.to_dict(), wall_seconds=wall, student=student, source=args.dataset)
+    paths = write_outputs(adapted, args.out, stats=stats)
+    _print_summary(adapted, stats, paths)
+    errors = [e for a, e in zip(adapted["dart_action"], adapted["dart_error"]) if a == "error"]
+    failure = error_share_failure(len(errors), len(adapted), args.max_error_share, errors[0] if errors else "")
+    if failure is not None:
+        raise type(failure)(f"{failure} (outputs written to {args.out})")
+    return stats
+
+
+def _config(args: argparse.Namespace, steps_column: Optional[str]) -> Any:
+    from .config import DartConfig
+    from .data import PLANTED_GAP
+
+    return DartConfig(
         n_sim=args.n_sim,
         n_explore=args.n_explore,
         max_new_tokens=args.max_new_tokens or (96 if args.dataset == PLANTED_GAP else 160),
@@ -87,21 +139,6 @@ def run_demo(args: argparse.Namespace) -> dict:
         messages_column=args.messages_column,
         steps_column=steps_column,
     )
-    dataset = load_expert_dataset(args.dataset, split=args.split, n=args.n)
-    check_columns(dataset, config)
-    student = args.student or _default_student(args.dataset)
-    print(f"DART demo: {len(dataset)} problems from {args.dataset!r}, student {os.path.basename(student)}")
-    print(f"  n_sim={config.n_sim} n_explore={config.n_explore} max_new_tokens={config.max_new_tokens} seed={config.seed}")
-
-    adapter = DartAdapter(student, config)
-    start = time.perf_counter()
-    adapted = dataset.map(adapter, batched=True, batch_size=max(len(dataset), 1), load_from_cache_file=False, desc="DART demo")
-    wall = time.perf_counter() - start
-
-    stats = compute_stats(adapted, config=config.to_dict(), wall_seconds=wall, student=student, source=args.dataset)
-    paths = write_outputs(adapted, args.out, stats=stats)
-    _print_summary(adapted, stats, paths)
-    return stats
 
 
 def _print_summary(adapted, stats: dict, paths: dict) -> None:
@@ -152,7 +189,13 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the `dart-hf` console script; returns the exit status (2 for bad input)."""
+    """Entry point of the `dart-hf` console script; returns the exit status.
+
+    0: done; 1: the run could not go on (`RunError`: student, server, verifier, or too many error
+    rows); 2: bad command or inputs (`UsageError`, a missing package or file). One line on stderr.
+    """
+    from .errors import UsageError, report, run_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["study"]:
         from .scripts.study import cli
@@ -162,10 +205,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = make_parser().parse_args(argv)
     if args.command == "demo":
         try:
-            run_demo(args)
-        except (ValueError, ModuleNotFoundError, FileNotFoundError) as err:
-            print(f"dart-hf demo: error: {err}", file=sys.stderr)
-            return 2
+            _, code = run_command("dart-hf demo", lambda: run_demo(args))
+        except (ModuleNotFoundError, FileNotFoundError) as err:  # e.g. the offline student or data not installed
+            code = report("dart-hf demo", UsageError(str(err)))
+        return code
     return 0
 
 

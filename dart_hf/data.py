@@ -11,6 +11,7 @@ from typing import Optional
 import datasets
 
 from .config import DartConfig
+from .errors import UsageError, one_line
 
 CHAMP = "champ"
 PLANTED_GAP = "planted_gap"
@@ -76,7 +77,7 @@ def load_split(
     if os.path.isfile(name):
         ext = os.path.splitext(name)[1].lower()
         if ext not in _FILE_BUILDERS:
-            raise ValueError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
+            raise UsageError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
         if strict_split:
             _only_train(name, split)
         builder = _FILE_BUILDERS[ext]
@@ -94,13 +95,21 @@ def load_split(
 
 def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] = None) -> datasets.Dataset:
     """`source`: "champ", "planted_gap", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
+    if n is not None and n < 1:
+        raise UsageError(f"the number of rows to adapt must be >= 1, got {n}")
     if source == CHAMP:
         return load_champ(n)
     if source == PLANTED_GAP:
         from .tasks.planted_gap import PlantedGapTask
 
         return PlantedGapTask().generate(64 if n is None else n, seed=0)
-    ds = load_split(source, split, strict_split=False)  # `split` only picks within DatasetDicts and Hub sets
+    try:
+        ds = load_split(source, split, strict_split=False)  # `split` only picks within DatasetDicts and Hub sets
+    except UsageError:
+        raise
+    except (OSError, ValueError, KeyError, datasets.exceptions.DatasetsError) as err:
+        what = "" if os.path.exists(source) else "not 'champ' or 'planted_gap', not a local file or folder, and not loadable from the Hub: "
+        raise UsageError(f"cannot load dataset {source!r}: {what}{one_line(err)}") from err
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))
     return ds
@@ -114,7 +123,7 @@ def check_columns(dataset: datasets.Dataset, config: DartConfig) -> None:
     )
     if has_pair or config.messages_column in cols:
         return
-    raise ValueError(
+    raise UsageError(
         f"dataset columns {sorted(cols)} contain neither '{config.problem_column}' + '{config.solution_column}' "
         f"nor '{config.messages_column}'. Name your columns with --problem-column / --solution-column / "
         "--answer-column / --messages-column (or the DartConfig fields of the same names)."

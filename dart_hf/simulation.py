@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generator, Optional, Sequence
 
 from .answers import extract_answer
-from .backends.base import Completion, GenerationBackend, GenerationRequest, derive_seed
+from .backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed, derive_seed
 from .config import DartConfig
 from .examples import Example, ExampleError, render_prompt
 from .gap import certify_gap, find_gap
@@ -75,27 +75,37 @@ def _request(example: Example, job: SampleJob, backend: GenerationBackend, confi
 
 def run_jobs(
     work: Sequence[tuple[Example, SampleJob]], backend: GenerationBackend, verifier: Any, config: DartConfig
-) -> list[list[Rollout]]:
+) -> list[list[Rollout] | BaseException]:
     """Sample every job in one backend call (jobs of many examples batch together) and judge the answers.
 
     Seeds derive from (config seed, example content, phase, prefix, sample index), never from what
-    else shares the call.
+    else shares the call. When the backend reports that some requests failed (`RequestsFailed`), the
+    jobs that succeeded are judged and kept and each failed job gets its exception in its place.
     """
     if not work:
         return []
     requests = [_request(example, job, backend, config) for example, job in work]
-    outputs = backend.generate(requests)
-    if len(outputs) != len(requests) or any(len(o) != r.n for o, r in zip(outputs, requests)):
-        raise RuntimeError("backend returned the wrong number of completions")
-    answers = [
-        [extract_answer(prefix_text(example, job.t) + c.text, config.answer_phrase_fallback) for c in completions]
-        for (example, job), completions in zip(work, outputs)
-    ]
-    verdicts = iter(verifier.judge_many([(example.gold, a) for (example, _), ans in zip(work, answers) for a in ans]))
-    return [
-        [Rollout(job.t, c, a, *next(verdicts)) for c, a in zip(completions, ans)]
-        for (_, job), completions, ans in zip(work, outputs, answers)
-    ]
+    outputs: list[Optional[list[Completion]]]
+    errors: dict[int, BaseException] = {}
+    try:
+        outputs = list(backend.generate(requests))
+    except RequestsFailed as partial:
+        outputs, errors = list(partial.outputs), dict(partial.errors)
+    if len(outputs) != len(requests):
+        raise RuntimeError(f"backend returned completions for {len(outputs)} of {len(requests)} requests")
+    for i, (o, r) in enumerate(zip(outputs, requests)):
+        if i not in errors and (o is None or len(o) != r.n):
+            errors[i] = RuntimeError(f"backend returned {0 if o is None else len(o)} completions for a request of {r.n}")
+    kept = [i for i in range(len(work)) if i not in errors]
+    answers = {
+        i: [extract_answer(prefix_text(work[i][0], work[i][1].t) + c.text, config.answer_phrase_fallback) for c in outputs[i]]
+        for i in kept
+    }
+    verdicts = iter(verifier.judge_many([(work[i][0].gold, a) for i in kept for a in answers[i]]))
+    judged: dict[int, list[Rollout]] = {
+        i: [Rollout(work[i][1].t, c, a, *next(verdicts)) for c, a in zip(outputs[i], answers[i])] for i in kept
+    }
+    return [judged[i] if i in judged else errors[i] for i in range(len(work))]
 
 
 def rollout(
@@ -109,7 +119,11 @@ def rollout(
 ) -> dict[int, list[Rollout]]:
     """`n` judged rollouts after each prefix of one example, in one backend call."""
     jobs = [SampleJob(t, n, phase) for t in prefix_indices]
-    return dict(zip(prefix_indices, run_jobs([(example, job) for job in jobs], backend, verifier, config)))
+    results = run_jobs([(example, job) for job in jobs], backend, verifier, config)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return dict(zip(prefix_indices, results))  # type: ignore[arg-type]
 
 
 SimulationPlan = Generator[list[SampleJob], list[list[Rollout]], tuple[dict[int, list[Rollout]], Optional[int]]]

@@ -26,6 +26,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Optional
 
+from .errors import RunError
+
 logger = logging.getLogger(__name__)
 
 _WORKER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_verify_worker.py")
@@ -222,7 +224,7 @@ class MathVerifier:
             except OSError:  # worker died while idle: start a new one and send again, once
                 self._stop_worker()
                 if attempt == 2:
-                    raise RuntimeError("math-verify worker keeps dying before it gets a request") from None
+                    raise RunError("math-verify worker keeps dying before it gets a request") from None
                 continue
             try:
                 reply = self._read_reply(proc, time.monotonic() + self.timeout)
@@ -270,10 +272,13 @@ class MathVerifier:
             ready = self._read_reply(proc, time.monotonic() + _STARTUP_TIMEOUT_S)
         except (_Timeout, _WorkerGone) as err:
             self._stop_worker()
-            raise RuntimeError(f"math-verify worker failed to start ({type(err).__name__}: {err})") from None
+            raise RunError(
+                f"the math-verify worker failed to start ({type(err).__name__}: {err}); check that "
+                f"`{sys.executable} -c 'import math_verify'` works (pip install 'math-verify[antlr4_13_2]')"
+            ) from None
         if not ready.get("ready"):
             self._stop_worker()
-            raise RuntimeError(f"math-verify worker sent {ready!r} instead of its ready line")
+            raise RunError(f"the math-verify worker sent {ready!r} instead of its ready line")
         return proc
 
     def _stop_worker(self) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,10 +32,12 @@ from trl import TrlParser
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.data import check_columns, load_expert_dataset
 from dart_hf.distributed import finish, process_state
+from dart_hf.errors import RunError, UsageError, error_share_failure, one_line, run_command
 from dart_hf.report import compute_stats, write_outputs
-from dart_hf.runner import CHUNKS_DIR, adapt_in_chunks
+from dart_hf.runner import adapt_and_write, output_dir_lock
 
 logger = logging.getLogger(__name__)
+PROG = "adapt.py"
 
 
 @dataclass
@@ -44,6 +45,16 @@ class AdaptScriptArguments:
     dataset_name: str = field(metadata={"help": "'champ', a Hub id, a save_to_disk folder or a JSON/JSONL/Parquet/CSV file."})
     student: str = field(metadata={"help": "Student: Hub id, local folder or .gguf file."})
     output_dir: str = field(default="outputs/adapted", metadata={"help": "Where the outputs are written."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Discard the chunks of an unfinished run in output_dir and start over (without it, "
+                  "chunks of another run are refused, never mixed in)."},
+    )
+    max_error_share: float = field(
+        default=1.0,
+        metadata={"help": "Exit with code 1, after writing the outputs, when more than this share of rows ended in "
+                  "'error' (0 fails on any error row); a run where every row errored always fails."},
+    )
     dataset_split: str = field(default="train", metadata={"help": "Split to adapt."})
     max_samples: Optional[int] = field(default=None, metadata={"help": "Adapt only the first N rows."})
     student_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of the student."})
@@ -65,23 +76,39 @@ class AdaptScriptArguments:
     hub_dataset_id: Optional[str] = field(default=None, metadata={"help": "Target repo, 'namespace/name'."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
 
+    def check(self) -> None:
+        """Refuse impossible settings before anything is loaded or generated."""
+        for name in ("chunk_size", "batch_size", "generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise UsageError(f"--max_samples must be >= 1, got {self.max_samples}")
+        if not 0.0 <= self.max_error_share <= 1.0:
+            raise UsageError(f"--max_error_share must be between 0 and 1, got {self.max_error_share}")
+        if self.push_to_hub and not self.hub_dataset_id:
+            raise UsageError("--push_to_hub needs --hub_dataset_id namespace/name")
+
 
 def make_parser() -> TrlParser:
     return TrlParser((AdaptScriptArguments, DartConfig))
 
 
-def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional[dict]:
-    """Adapt and write the outputs; the stats on the main process, None on the others."""
+def parse_args(argv: Optional[list[str]] = None) -> tuple[AdaptScriptArguments, DartConfig]:
+    """Command line + `--config` YAML; any mistake in them (unknown key, bad value) is a `UsageError`."""
+    import yaml
+
+    try:
+        script_args, dart_config = make_parser().parse_args_and_config(argv)
+    except (ValueError, TypeError, OSError, yaml.YAMLError) as err:
+        raise UsageError(one_line(err)) from err
+    script_args.check()
+    return script_args, dart_config
+
+
+def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig) -> DartAdapter:
+    """The student (tokenizer and config loaded now, so that one that cannot load stops the run here) and its adapter."""
     from dart_hf.backends.transformers import TransformersBackend
 
-    if script_args.push_to_hub and not script_args.hub_dataset_id:
-        raise ValueError("--push_to_hub needs --hub_dataset_id namespace/name")
-    state = process_state()  # before the student loads: it goes to this process's device
-    with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
-        dataset = load_expert_dataset(script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples)
-    if script_args.dataset_name == "champ" and dart_config.steps_column is None:
-        dart_config.steps_column = "steps"
-    check_columns(dataset, dart_config)
     student = TransformersBackend(
         script_args.student,
         revision=script_args.student_revision,
@@ -89,32 +116,56 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
         stop_at_answer=script_args.stop_at_answer,
         share_prefix=script_args.share_prefix,
     )
-    adapter = DartAdapter(student, dart_config)
+    student.check_loadable()
+    return DartAdapter(student, dart_config)
 
-    start = time.perf_counter()
-    adapted = adapt_in_chunks(
-        dataset,
-        adapter,
-        script_args.output_dir,
-        chunk_size=script_args.chunk_size,
-        batch_size=script_args.batch_size,
-        state=state,
-    )
-    wall = time.perf_counter() - start  # of this invocation: a resumed run counts only what it redid
-    if not state.is_main_process:
+
+def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional[dict]:
+    """Adapt and write the outputs; the stats on the main process, None on the others.
+
+    Raises `UsageError` (bad command or inputs) or `RunError` (the student, a server or the verifier
+    cannot work; or too many rows ended in error, checked after the outputs are written).
+    """
+    script_args.check()
+    state = process_state()  # before the student loads: it goes to this process's device
+    out = script_args.output_dir
+    with output_dir_lock(out, state):  # writable, and ours alone: checked before any generation
+        with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
+            dataset = load_expert_dataset(script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples)
+        if script_args.dataset_name == "champ" and dart_config.steps_column is None:
+            dart_config.steps_column = "steps"
+        check_columns(dataset, dart_config)
+        adapter = build_adapter(script_args, dart_config)
+
+        start = time.perf_counter()
+
+        def write(adapted):
+            wall = time.perf_counter() - start  # of this invocation: a resumed run counts only what it redid
+            stats = compute_stats(
+                adapted, config=dart_config.to_dict(), wall_seconds=wall, student=script_args.student,
+                source=script_args.dataset_name,
+            )
+            stats["num_processes"] = state.num_processes
+            paths = write_outputs(adapted, out, stats=stats)
+            logger.info("wrote %s", ", ".join(paths))
+            return adapted, stats
+
+        done = adapt_and_write(
+            dataset, adapter, out, write, chunk_size=script_args.chunk_size, batch_size=script_args.batch_size,
+            state=state, overwrite=script_args.overwrite_output_dir,
+        )
+    if done is None:
         return None  # the main process gathered every row and writes the outputs
-
-    stats = compute_stats(
-        adapted, config=dart_config.to_dict(), wall_seconds=wall, student=script_args.student, source=script_args.dataset_name
-    )
-    stats["num_processes"] = state.num_processes
-    paths = write_outputs(adapted, script_args.output_dir, stats=stats)
-    shutil.rmtree(os.path.join(script_args.output_dir, CHUNKS_DIR), ignore_errors=True)
-    logger.info("wrote %s", ", ".join(paths))
+    adapted, stats = done
+    wall = stats["wall_seconds"]
     print(
         f"actions: {stats['actions']}  tokens: {stats['tokens_generated']}  wall: {wall:.0f}s"
-        f" ({state.num_processes} process{'es' if state.num_processes > 1 else ''}) -> {script_args.output_dir}"
+        f" ({state.num_processes} process{'es' if state.num_processes > 1 else ''}) -> {out}"
     )
+    errors = [e for a, e in zip(adapted["dart_action"], adapted["dart_error"]) if a == "error"]
+    failure = error_share_failure(len(errors), len(adapted), script_args.max_error_share, errors[0] if errors else "")
+    if failure is not None:
+        raise RunError(f"{failure} (outputs written to {out})")
     if script_args.push_to_hub:
         from dart_hf.cards import push_adapted_dataset
 
@@ -133,6 +184,7 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        main(*make_parser().parse_args_and_config())
+        _, code = run_command(PROG, lambda: main(*parse_args()))
     finally:
         finish()  # end the process group of a torchrun / accelerate launch run
+    sys.exit(code)

@@ -224,3 +224,58 @@ def test_step_success_nan_survives_arrow():
     ds = datasets.Dataset.from_list([{"problem": "p", "solution": "", "answer": "1"}])
     out = ds.map(DartAdapter(ScriptedBackend(sim={}), DartConfig(prompt_template=TEMPLATE), progress=False), batched=True)
     assert all(math.isnan(x) for x in out[0]["dart_step_success"])
+
+
+# ------------------------------------------------------------------ what is wrong with the run, not the row
+
+def test_a_run_error_stops_the_map_instead_of_becoming_error_rows():
+    from dart_hf.errors import RunError
+
+    class DeadBackend(ScriptedBackend):
+        def generate(self, requests):
+            raise RunError("no server answered")
+
+    adapter = DartAdapter(DeadBackend(sim={}), DartConfig(prompt_template=TEMPLATE), progress=False)
+    with pytest.raises(RunError, match="no server answered"):
+        _dataset().map(adapter, batched=True, batch_size=2, load_from_cache_file=False)
+
+
+def test_a_student_that_cannot_load_is_a_run_error_not_error_rows():
+    from dart_hf.errors import RunError, UsageError
+
+    adapter = DartAdapter("no-such-org/no-such-model", DartConfig(), progress=False)
+    with pytest.raises(RunError, match="cannot load the student's tokenizer from 'no-such-org/no-such-model'"):
+        _dataset().map(adapter, batched=True, load_from_cache_file=False)
+    with pytest.raises(UsageError, match="'/nonexistent' is not a file or folder"):
+        DartAdapter("/nonexistent")
+
+
+def test_a_verifier_worker_that_cannot_start_is_a_run_error(tmp_path, monkeypatch):
+    import dart_hf.verification as verification
+    from dart_hf.errors import RunError
+
+    broken = tmp_path / "worker.py"
+    broken.write_text("import sys\nsys.exit(3)\n")  # as when math-verify is missing from the environment
+    monkeypatch.setattr(verification, "_WORKER_FILE", str(broken))
+    adapter = DartAdapter(ScriptedBackend(sim=SIM), DartConfig(prompt_template=TEMPLATE), progress=False)
+    with pytest.raises(RunError, match="math-verify worker failed to start"):
+        _dataset().map(adapter, batched=True, load_from_cache_file=False)
+
+
+def test_a_request_that_failed_alone_fails_its_row_and_the_others_keep_their_rollouts():
+    from dart_hf.backends.base import RequestsFailed
+
+    class Flaky(ScriptedBackend):
+        def generate(self, requests):
+            out = super().generate(requests)
+            bad = {i: RuntimeError("HTTP 400: prompt refused") for i, r in enumerate(requests) if r.prompt.startswith("What is 40+2?")}
+            if bad:
+                raise RequestsFailed([None if i in bad else o for i, o in enumerate(out)], bad)
+            return out
+
+    backend = Flaky(sim=SIM)
+    out = _dataset().map(DartAdapter(backend, DartConfig(prompt_template=TEMPLATE), progress=False), batched=True,
+                         batch_size=1000, load_from_cache_file=False)
+    assert out["dart_action"] == ["explore", "error", "error", "error", "explore"]
+    assert "prompt refused" in out["dart_error"][2]
+    assert len(backend.calls) == 3 * 4  # rows 0, 2, 4 asked once for their 4 prefixes; nothing asked again

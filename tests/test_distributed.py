@@ -8,6 +8,10 @@ import sys
 import datasets
 import pytest
 
+from dart_hf.data import load_expert_dataset
+from dart_hf.rundir import prepare_chunks
+from dart_hf.runner import manifest_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 9 rows, chunks of 4: chunks of 4, 4 and 1 rows, so one process gets an empty share of the last.
 # The last row has no \boxed{} answer: an error row, whose columns are mostly empty.
@@ -20,6 +24,16 @@ def command(data, student, out):
     return ["recipes/adapt.py", "--dataset_name", str(data), "--student", student, "--output_dir", str(out),
             "--n_sim", "2", "--n_explore", "2", "--max_new_tokens", "32", "--temperature", "1.0",
             "--chunk_size", "4", "--batch_size", "3"]
+
+
+def _recipe_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recipe_adapt", os.path.join(ROOT, "recipes", "adapt.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def run(args):
@@ -67,8 +81,10 @@ def test_two_processes_write_what_one_writes_and_resume(tiny_student, tmp_path):
     # Resume under torchrun: a run stopped after its first chunk left chunks/00000 behind (here: the
     # single run's rows, marked) and the manifest; the rerun loads that chunk and adapts the rest.
     resumed = tmp_path / "resumed"
-    (resumed / "chunks").mkdir(parents=True)
-    (resumed / "chunks" / "rows.txt").write_text(str(len(ROWS)))
+    recipe = _recipe_module()
+    script_args, dart_config = recipe.parse_args(command(data, tiny_student, resumed)[1:])
+    manifest = manifest_for(load_expert_dataset(str(data)), recipe.build_adapter(script_args, dart_config), 4)
+    prepare_chunks(str(resumed), manifest)
     first = expected.select(range(4)).map(lambda row: {"dart_seconds": -1.0})
     first.save_to_disk(resumed / "chunks" / "00000")
     torchrun(*command(data, tiny_student, resumed))

@@ -20,8 +20,8 @@ import datasets
 import pytest
 
 from dart_hf import DartAdapter, DartConfig
-from dart_hf.backends.base import Completion, GenerationBackend, GenerationRequest
-from dart_hf.backends.openai import OpenAIServerBackend, ServerError
+from dart_hf.backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed
+from dart_hf.backends.openai import OpenAIServerBackend, ServerError, ServerUnavailable
 from dart_hf.exploration import select_continuation
 
 _MISSING = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
@@ -132,11 +132,11 @@ def test_dead_url_fails_over_to_the_live_one(server):
     assert time.monotonic() - start < 20
 
 
-def test_dead_server_fails_after_retries_with_a_clear_error():
+def test_dead_server_fails_the_run_after_retries_with_a_clear_error():
     dead = _dead_url()
     backend = OpenAIServerBackend(dead, "some/model", tokenizer=object(), max_retries=2, backoff=0.05, timeout=2)
     start = time.monotonic()
-    with pytest.raises(ServerError, match=r"failed after 3 attempts.*127\.0\.0\.1"):
+    with pytest.raises(ServerUnavailable, match=r"no server answered .*3 attempts.*127\.0\.0\.1"):
         backend.generate([GenerationRequest("hi", n=2, seed=0, max_new_tokens=4)])
     assert time.monotonic() - start < 5
 
@@ -145,9 +145,10 @@ def test_client_errors_are_not_retried(server):
     url, _ = server
     backend = OpenAIServerBackend(url, "not-the-served-model", tokenizer=object(), max_retries=3, backoff=1.0)
     start = time.monotonic()
-    with pytest.raises(ServerError, match="rejected the request: HTTP 400"):
+    with pytest.raises(RequestsFailed, match="rejected the request: HTTP 400") as info:
         backend.generate([GenerationRequest("hi", n=1, seed=0, max_new_tokens=4)])
     assert time.monotonic() - start < 1.0
+    assert isinstance(info.value.errors[0], ServerError) and info.value.outputs == [None]  # this request's failure only
 
 
 def test_answer_cut_and_logprobs_parsing():

@@ -38,6 +38,22 @@ class Completion:
     finish_reason: str = "stop"  # "answer" (stopped after the final \boxed{}), "stop" (EOS) or "length"
 
 
+class RequestsFailed(Exception):
+    """Some requests of a `generate` call failed for good; the others succeeded and are kept.
+
+    A backend that can fail request by request (an HTTP server) raises this instead of losing the
+    whole call: `outputs[i]` is request `i`'s completions, or None when it failed with `errors[i]`.
+    A failure of the whole run (no server answers, the student cannot load) is a
+    [`RunError`][dart_hf.errors.RunError] instead.
+    """
+
+    def __init__(self, outputs: list[Optional[list[Completion]]], errors: dict[int, BaseException]) -> None:
+        first = errors[min(errors)] if errors else None
+        super().__init__(f"{len(errors)} of {len(outputs)} requests failed; first: {type(first).__name__}: {first}")
+        self.outputs = outputs
+        self.errors = errors
+
+
 @runtime_checkable
 class GenerationBackend(Protocol):
     """Anything that samples continuations: in-process transformers, an HTTP server, a script in tests.
@@ -55,7 +71,10 @@ class GenerationBackend(Protocol):
     context_length: Optional[int]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        """Return, for each request, exactly `request.n` completions in sample order."""
+        """Return, for each request, exactly `request.n` completions in sample order.
+
+        May raise `RequestsFailed` (some requests failed, the rest are kept) or `RunError`.
+        """
         ...
 
 

@@ -14,10 +14,24 @@ its own `n=1` request seeded `sample_seed(request.seed, j)`. Once a server has b
 `Completion.logprob` is None and the "logprob" selection policy falls back to "shortest"; a
 completion whose log-probs hold a value that is not a finite number gets None the same way (the
 other completions, and the row, are unaffected).
+
+Failures are told apart by what they say about the run (docs/reliability.md):
+
+- one HTTP exchange never outlasts `timeout` (a whole-request deadline, `_http.request`), however
+  slowly the server answers;
+- a failed request (connection error, deadline, 5xx, 429 after its `Retry-After`, malformed JSON)
+  is retried up to `max_retries` times, on another URL when there is one, within a budget of
+  `timeout x (max_retries + 1)` seconds from its first attempt;
+- a request that still fails fails alone: `generate` keeps the completions of the others and raises
+  `RequestsFailed` saying which failed (the adapter turns those rows into `error` rows);
+- when a request exhausts its attempts and no server gave any complete answer meanwhile (nor to a
+  short `GET /v1/models` probe), the servers are down: `ServerUnavailable`, a `RunError`, ends the
+  run; so do 401/403/404, which every request would get alike.
 """
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import json
 import logging
@@ -25,25 +39,37 @@ import math
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Optional, Sequence
 
 from ..answers import AnswerStopper
-from .base import Completion, GenerationRequest, sample_seed
+from ..errors import RunError
+from . import _http
+from .base import Completion, GenerationRequest, RequestsFailed, sample_seed
 
 logger = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 425, 429}
+_FATAL_STATUS = {401, 403, 404}  # wrong key, wrong URL or unknown model: every request would get the same
+_PROBE_TIMEOUT_S = 5.0
 
 
 class ServerError(RuntimeError):
-    """A completion request that failed for good (after retries, or rejected by the server)."""
+    """A completion request that failed for good (after retries, or rejected by the server): fails its row."""
+
+
+class ServerUnavailable(ServerError, RunError):
+    """No server answers (or every request would be refused): fails the run, not a row."""
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Aborted(Exception):
+    """Another request of the same call found the servers down: stop without another attempt."""
 
 
 class OpenAIServerBackend:
@@ -61,11 +87,14 @@ class OpenAIServerBackend:
             lazily. Not needed when `DartConfig.prompt_template` is set.
         api_key: sent as `Authorization: Bearer ...` when given.
         max_concurrency: HTTP requests in flight at once.
-        timeout: seconds per HTTP request.
-        max_retries: retries of a request after a connection error, timeout, 5xx or 429 (so
-            `max_retries + 1` attempts); other 4xx answers fail at once with the server's message.
+        timeout: seconds for one HTTP request, whole: connecting, sending and reading the complete
+            response (a server that drips bytes does not extend it).
+        max_retries: retries of a request after a connection error, deadline, 5xx, 429 or malformed
+            JSON (so `max_retries + 1` attempts, all within `timeout x (max_retries + 1)` seconds of
+            the first); 401, 403 and 404 stop the run (`ServerUnavailable`), other 4xx answers fail
+            the request at once with the server's message.
         backoff: first retry delay in seconds, doubled at each retry (with jitter) when no other
-            URL is available.
+            URL is available; a longer `Retry-After` from the server is honoured.
         context_length: maximum prompt + generation tokens, if known.
         transformers_serve_compat: also send `generation_config` (a JSON string with `do_sample`,
             `temperature`, `top_p`), without which `transformers serve` decodes greedily. Servers
@@ -141,10 +170,11 @@ class OpenAIServerBackend:
         self._rr = itertools.count()
         self._down_until = [0.0] * len(self.base_urls)
         self._ignores_n = False
+        self._last_answer = float("-inf")  # monotonic time of the last complete HTTP response, any status
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_lock", "_rr", "_down_until", "_ignores_n"):
+        for key in ("_lock", "_rr", "_down_until", "_ignores_n", "_last_answer"):
             state.pop(key, None)
         if not self._tokenizer_given:
             state["_tokenizer"] = None  # reloaded lazily in the worker
@@ -201,60 +231,102 @@ class OpenAIServerBackend:
                 return pool[0]
         return min(order, key=lambda i: down[i])
 
-    def _post_once(self, url: str, body: dict) -> dict:
-        data = json.dumps(body).encode("utf-8")
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(f"{url}/v1/completions", data=data, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as err:
-            detail = err.read().decode("utf-8", "replace")[:500]
-            message = f"HTTP {err.code} from {url}/v1/completions: {detail}"
-            if err.code >= 500 or err.code in _RETRY_STATUS:
-                raise _Retryable(message) from err
-            raise ServerError(f"OpenAIServerBackend: the server rejected the request: {message}") from err
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise _Retryable(f"{type(reason).__name__} for {url}: {reason}") from err
-        try:
-            return json.loads(payload)
-        except ValueError as err:
-            raise _Retryable(f"invalid JSON from {url}: {payload[:200]!r}") from err
+        return headers
 
-    def _post(self, body: dict) -> dict:
-        """POST with failover across URLs and exponential backoff; raises `ServerError` when out of retries."""
+    def _post_once(self, url: str, body: dict, timeout: float) -> dict:
+        """One POST under a whole-request deadline; `_Retryable` for what another attempt may fix."""
+        try:
+            resp = _http.request("POST", f"{url}/v1/completions", json.dumps(body).encode("utf-8"), self._headers(), timeout)
+        except _http.DeadlineExceeded as err:
+            raise _Retryable(f"deadline for {url}: {err}") from None
+        except (OSError, http.client.HTTPException) as err:
+            raise _Retryable(f"{type(err).__name__} for {url}: {err}") from None
+        self._last_answer = time.monotonic()
+        if resp.status >= 400:
+            detail = resp.body.decode("utf-8", "replace")[:500]
+            message = f"HTTP {resp.status} from {url}/v1/completions: {detail}"
+            if resp.status >= 500 or resp.status in _RETRY_STATUS:
+                raise _Retryable(message, resp.retry_after)
+            if resp.status in _FATAL_STATUS:
+                raise ServerUnavailable(
+                    f"OpenAIServerBackend: {message} (every request would get it: check the URL, the model name "
+                    f"{self.model!r} and the API key)"
+                )
+            raise ServerError(f"OpenAIServerBackend: the server rejected the request: {message}")
+        try:
+            out = json.loads(resp.body)
+        except ValueError:
+            raise _Retryable(f"invalid JSON from {url}: {resp.body[:200]!r}") from None
+        if not isinstance(out, dict) or not isinstance(out.get("choices"), list):
+            raise _Retryable(f"unexpected response from {url}: {str(out)[:300]}")
+        return out
+
+    def _answers(self) -> bool:
+        """Does any server give a complete HTTP response (any status) to `GET /v1/models` now?"""
+        for url in self.base_urls:
+            try:
+                _http.request("GET", f"{url}/v1/models", None, self._headers(), min(self.timeout, _PROBE_TIMEOUT_S))
+            except (OSError, http.client.HTTPException):
+                continue
+            self._last_answer = time.monotonic()
+            return True
+        return False
+
+    def _post(self, body: dict, abort: Optional[threading.Event] = None) -> dict:
+        """POST with failover across URLs and backoff, within `timeout x attempts` of the first attempt.
+
+        Raises `ServerError` when this request is out of attempts while servers still answer, and
+        `ServerUnavailable` when none does.
+        """
+        abort = abort or threading.Event()
+        attempts = self.max_retries + 1
+        started = time.monotonic()
+        budget_end = started + self.timeout * attempts
         tried: set[int] = set()
         errors: list[str] = []
-        for attempt in range(self.max_retries + 1):
+        made = 0
+        for attempt in range(attempts):
+            remaining = budget_end - time.monotonic()
+            if abort.is_set():
+                raise _Aborted()
+            if remaining <= 0:
+                break
             i = self._pick_url(tried)
+            made += 1
             try:
-                out = self._post_once(self.base_urls[i], body)
+                out = self._post_once(self.base_urls[i], body, min(self.timeout, remaining))
             except _Retryable as err:
                 errors.append(str(err))
                 tried.add(i)
-                delay = self.backoff * (2 ** attempt)
+                delay = max(self.backoff * (2**attempt) * (0.75 + 0.5 * random.random()), err.retry_after or 0.0)
                 with self._lock:
                     self._down_until[i] = max(self._down_until[i], time.monotonic() + delay)
-                if attempt == self.max_retries:
+                if attempt == attempts - 1:
                     break
                 now = time.monotonic()
                 with self._lock:
                     others = any(d <= now for j, d in enumerate(self._down_until) if j != i)
-                if not others:  # nowhere else to go: wait before retrying
-                    time.sleep(delay * (0.75 + 0.5 * random.random()))
+                if not others:  # nowhere else to go: wait before retrying (no longer than the budget)
+                    abort.wait(max(0.0, min(delay, budget_end - now)))
                 continue
             with self._lock:
                 self._down_until[i] = 0.0
                 self.requests_sent += 1
-            if not isinstance(out, dict) or "choices" not in out:
-                raise ServerError(f"OpenAIServerBackend: unexpected response from {self.base_urls[i]}: {str(out)[:300]}")
             return out
+        last = errors[-1] if errors else "no attempt fit in the time budget"
+        elapsed = time.monotonic() - started
+        if self._last_answer < started and not abort.is_set() and not self._answers():
+            raise ServerUnavailable(
+                f"OpenAIServerBackend: no server answered in {elapsed:.0f} s ({made} attempts; servers: "
+                f"{', '.join(self.base_urls)}); last error: {last}. Start the server or fix the URL."
+            )
         raise ServerError(
-            f"OpenAIServerBackend: POST /v1/completions failed after {self.max_retries + 1} attempts "
-            f"(servers: {', '.join(self.base_urls)}); last error: {errors[-1] if errors else 'unknown'}"
+            f"OpenAIServerBackend: POST /v1/completions failed after {made} attempts in {elapsed:.0f} s "
+            f"(servers: {', '.join(self.base_urls)}); last error: {last}"
         )
 
     # ------------------------------------------------------------------ requests and responses
@@ -328,55 +400,78 @@ class OpenAIServerBackend:
             return None, None
         return sum(nums) / len(nums), len(values)
 
-    def _fetch(self, request: GenerationRequest, n: int, seed: int) -> list[Completion]:
-        return self._completions(self._post(self._body(request, n, seed)))
+    def _fetch(self, request: GenerationRequest, n: int, seed: int, abort: Optional[threading.Event] = None) -> list[Completion]:
+        return self._completions(self._post(self._body(request, n, seed), abort))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        """Return, for each request, exactly `request.n` completions in sample order."""
+        """Return, for each request, exactly `request.n` completions in sample order.
+
+        Raises `RequestsFailed` when some requests failed for good (the others' completions are in
+        it), `ServerUnavailable` when no server answers (the requests still in flight are dropped).
+        """
         requests = list(requests)
         results: list[list[Completion]] = [[] for _ in requests]
+        errors: dict[int, BaseException] = {}
         if not requests:
             return results
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+        abort = threading.Event()
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency)
+
+        def settle(futures: dict[tuple[int, int], Future]) -> dict[tuple[int, int], list[Completion]]:
+            """Wait for the futures; a failure fails its request, a `RunError` the whole call at once."""
+            done: dict[tuple[int, int], list[Completion]] = {}
+            index = {fut: key for key, fut in futures.items()}
+            for fut in as_completed(index):
+                key, err = index[fut], fut.exception()
+                if isinstance(err, RunError):
+                    abort.set()
+                    raise err
+                if err is not None:
+                    errors.setdefault(key[0], err)
+                else:
+                    done[key] = fut.result()
+            return done
+
+        try:
             # round 1: n choices per request, unless the server is known to ignore `n`; a request that
             # continues a sample stream (`first_sample > 0`) is drawn sample by sample, each seeded as itself
-            if self._ignores_n:
-                jobs = {}
-            else:
-                jobs = {
-                    (r, None): pool.submit(self._fetch, req, req.n, sample_seed(req.seed, 0))
+            if not self._ignores_n:
+                first = settle({
+                    (r, -1): pool.submit(self._fetch, req, req.n, sample_seed(req.seed, 0), abort)
                     for r, req in enumerate(requests)
                     if req.n > 0 and req.first_sample == 0
-                }
-            for (r, _), fut in jobs.items():
-                got = fut.result()
-                results[r] = got[: requests[r].n]
-                if len(got) < requests[r].n:
-                    self._ignores_n = True
+                })
+                for (r, _), got in first.items():
+                    results[r] = got[: requests[r].n]
+                    if len(got) < requests[r].n:
+                        self._ignores_n = True
             # top up: one n=1 request per missing sample, seeded as that sample
-            for round_ in range(3):
-                missing = [(r, j) for r, req in enumerate(requests) for j in range(len(results[r]), req.n)]
+            for _ in range(3):
+                missing = [(r, j) for r, req in enumerate(requests) if r not in errors for j in range(len(results[r]), req.n)]
                 if not missing:
                     break
-                futures = {
+                done = settle({
                     (r, j): pool.submit(
-                        self._fetch, requests[r], 1, sample_seed(requests[r].seed, requests[r].first_sample + j)
+                        self._fetch, requests[r], 1, sample_seed(requests[r].seed, requests[r].first_sample + j), abort
                     )
                     for r, j in missing
-                }
-                done: dict[tuple[int, int], list[Completion]] = {k: f.result() for k, f in futures.items()}
+                })
                 for r, req in enumerate(requests):
                     j = len(results[r])
                     while j < req.n and done.get((r, j)):
                         results[r].append(done[(r, j)][0])
                         j += 1
+        finally:
+            pool.shutdown(wait=not abort.is_set(), cancel_futures=True)  # aborted: in-flight requests end by their deadline
         for r, req in enumerate(requests):
-            if len(results[r]) != req.n:
-                raise ServerError(
+            if r not in errors and len(results[r]) != req.n:
+                errors[r] = ServerError(
                     f"OpenAIServerBackend: got {len(results[r])} of {req.n} completions for a request "
                     "after topping up (the server returned no choices)"
                 )
-        self.tokens_generated += sum(c.num_tokens for row in results for c in row)
+        self.tokens_generated += sum(c.num_tokens for r, row in enumerate(results) if r not in errors for c in row)
+        if errors:
+            raise RequestsFailed([None if r in errors else row for r, row in enumerate(results)], errors)
         return results
 
 

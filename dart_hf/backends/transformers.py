@@ -21,13 +21,14 @@ import inspect
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
 from transformers.cache_utils import DynamicLayer
 
 from ..answers import AnswerStopper, _boxed_spans
+from ..errors import RunError, UsageError, one_line
 from .base import Completion, GenerationRequest, sample_seed
 
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
@@ -61,6 +62,11 @@ def _context_from_config(config: Any) -> Optional[int]:
         if isinstance(value, int) and value > 0:
             return value
     return None
+
+
+def _looks_like_path(name: str) -> bool:
+    """A string that can only be a local path (a Hub id is `name` or `namespace/name`)."""
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _model_fingerprint(model: Any) -> str:
@@ -231,7 +237,9 @@ class TransformersBackend:
                 digest = hashlib.sha256(json.dumps(stamps).encode()).hexdigest()[:16]
                 base = f"dir:{self._source}:{digest}"
             elif str(model).endswith(".gguf"):
-                raise FileNotFoundError(f"GGUF file not found: {model}")
+                raise UsageError(f"GGUF file not found: {model}")
+            elif _looks_like_path(str(model)):
+                raise UsageError(f"student {str(model)!r} is not a file or folder (and a path is not a Hub id)")
             else:
                 self._kind, self._source = "hub", str(model)
                 base = f"hf:{self._source}@{revision or 'main'}"
@@ -270,6 +278,18 @@ class TransformersBackend:
             return str(Path(self._source).parent), {"gguf_file": self._gguf_file}
         return self._source, {"revision": self.revision} if self.revision else {}
 
+    def _load(self, what: str, load: Callable[[], Any]) -> Any:
+        """`load()`, with any failure turned into a `RunError`: a student that cannot load fails every row alike."""
+        try:
+            return load()
+        except Exception as err:
+            raise RunError(f"cannot load the student's {what} from {self._source!r}: {one_line(err)}") from err
+
+    def check_loadable(self) -> None:
+        """Load the tokenizer and config now (not the weights), so a student that cannot load stops a run before it starts."""
+        _ = self.tokenizer
+        _ = self.context_length
+
     @property
     def model(self) -> Any:
         """The loaded model (loads it on first access)."""
@@ -287,7 +307,7 @@ class TransformersBackend:
                 self._device = device
             dtype = self._dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
             where, kwargs = self._load_args()
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
+            model = self._load("weights", lambda: AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs))
             model.to(device)
             model.eval()
             self._model = model
@@ -300,7 +320,7 @@ class TransformersBackend:
             from transformers import AutoTokenizer
 
             where, kwargs = self._load_args()
-            self._tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            self._tokenizer = self._load("tokenizer", lambda: AutoTokenizer.from_pretrained(where, **kwargs))
         return self._tokenizer
 
     @property
@@ -312,7 +332,7 @@ class TransformersBackend:
             from transformers import AutoConfig
 
             where, kwargs = self._load_args()
-            self._config = AutoConfig.from_pretrained(where, **kwargs)
+            self._config = self._load("config", lambda: AutoConfig.from_pretrained(where, **kwargs))
         return _context_from_config(self._config)
 
     @property

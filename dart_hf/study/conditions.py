@@ -107,7 +107,12 @@ def sample_from_scratch(
     """`n` judged samples per problem from the bare prompt (samples `first`..`first + n - 1` of its stream)."""
     work = [(e, SampleJob(0, n, SCRATCH_PHASE, first)) for e in examples if e is not None]
     got = iter(run_jobs(work, backend, verifier, config)) if work else iter(())
-    return [next(got) if e is not None else [] for e in examples]
+    # a request that failed (HTTP backends) comes back as its exception: that problem has no samples
+    return [_as_samples(next(got)) if e is not None else [] for e in examples]
+
+
+def _as_samples(result: Any) -> list[Rollout]:
+    return [] if isinstance(result, BaseException) else result
 
 
 def pass_rate_set(
