@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Optional, Sequence
 
-DEFAULT_DEMO_N = 8
+DEFAULT_DEMO_N = 12
 
 
 def _default_student(dataset: str) -> str:
@@ -146,13 +146,13 @@ def _print_summary(adapted, stats: dict, paths: dict) -> None:
 
     planted = adapted["planted_gap"] if "planted_gap" in adapted.column_names else None
     print()
-    print(f"{'#':>2}  {'action':<8} {'gap':>3} {'planted':>7}  {'f_0..f_T':<30} {'tokens':>6}  problem")
+    print(f"{'#':>2}  {'action':<8} {'gap':>3} {'planted':>7}  {'f_0..f_T':<34} {'tokens':>6}  problem")
     for i, row in enumerate(adapted):
         scores = " ".join("-" if s is None or s != s else f"{s:.2f}" for s in row["dart_step_success"])
         gap = row["dart_gap_step"] if row["dart_gap_step"] > 0 else "-"
         truth = "" if planted is None else (planted[i] if planted[i] > 0 else "-")
         problem = row["prompt"][-1]["content"].split("\n")[0][:48] if row["prompt"] else ""
-        print(f"{i:>2}  {row['dart_action']:<8} {gap:>3} {truth:>7}  {scores:<30} {row['dart_tokens_generated']:>6}  {problem}")
+        print(f"{i:>2}  {row['dart_action']:<8} {gap:>3} {truth:>7}  {scores:<34} {row['dart_tokens_generated']:>6}  {problem}")
         if row["dart_error"]:
             print(f"    error: {row['dart_error']}")
     actions = ", ".join(f"{k}={v}" for k, v in stats["actions"].items())

@@ -19,7 +19,7 @@ def run_cli(*args, check=True):
 
 def test_demo_outputs_agree(tiny_student, tmp_path):
     out = tmp_path / "demo"
-    proc = run_cli("demo", "--n", "3", "--student", tiny_student, "--n-sim", "2", "--n-explore", "2",
+    proc = run_cli("demo", "--dataset", "champ", "--n", "3", "--student", tiny_student, "--n-sim", "2", "--n-explore", "2",
                    "--max-new-tokens", "8", "--out", str(out))
     assert "actions:" in proc.stdout and "tokens/s" in proc.stdout
     names = sorted(os.listdir(out))
@@ -69,3 +69,23 @@ def test_demo_custom_columns_from_a_local_file(tiny_student, tmp_path):
             "--answer-column", "final")
     ds = datasets.load_from_disk(out / "dataset")
     assert ds["dart_answer"] == ["2"] and ds["dart_action"][0] != "error"
+
+
+def test_default_demo_shows_dart_acting_on_planted_gaps(tmp_path):
+    """The README's demo as written: the shipped planted-gap student, gaps found where they were planted."""
+    out = tmp_path / "demo"
+    proc = run_cli("demo", "--out", str(out))
+    assert "planted_gap" in proc.stdout and "gap detection vs planted truth" in proc.stdout
+    ds = datasets.load_from_disk(out / "dataset")
+    assert len(ds) == 12
+    actions = set(ds["dart_action"])
+    assert {"imitate", "explore"} <= actions and "error" not in actions
+    planted, found = ds["planted_gap"], ds["dart_gap_step"]
+    assert sum(p == f for p, f in zip(planted, found)) >= 9  # measured 12/12 on this seed; noise allowed
+    for row in ds:
+        if row["dart_action"] == "explore":  # expert prefix kept, the student's own words after it
+            start = row["dart_student_start"]
+            assert row["dart_solution"][:start] == "".join(row["dart_steps"][: row["dart_gap_step"] - 1])
+            assert "×" not in row["dart_solution"][start:]
+    html = (out / "report.html").read_text()
+    assert "<details class='rollouts'" in html
