@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> list[dict]:
         row["f0"] = sum(s[0] for s in out["dart_step_success"]) / len(out)
         switches = cfg.early_stop or cfg.adaptive_sampling
         key = json.dumps({k: getattr(cfg, k) for k in BASE if k not in ("early_stop", "adaptive_sampling")}, sort_keys=True)
-        if not switches:
-            full_grids[key] = (detected, tokens)
         if group == "base":
             row["aligned_f"] = aligned_profile(out["dart_step_success"], planted)
+        if not switches:
+            full_grids[key] = (detected, tokens)
         elif key in full_grids:
             grid_gaps, grid_tokens = full_grids[key]
             row["agreement"] = sum(a == b for a, b in zip(detected, grid_gaps)) / len(detected)
