@@ -60,7 +60,7 @@ def adapt(data, student, out, *extra):
         ("unwritable_output", ["cannot write to output directory"]),
         ("missing_gguf", ["GGUF file not found"]),
         ("student_path_missing", ["'/nonexistent' is not a file or folder"]),
-        ("n_sim_0", ["n_sim must be >= 1"]),
+        ("n_sim_0", ["DartConfig.n_sim must be an integer >= 1, got 0"]),
     ],
 )
 def test_adapt_recipe_usage_errors_exit_2_with_one_line(case, needles, data, tiny_student, tmp_path):
@@ -166,7 +166,7 @@ def test_a_second_run_on_a_busy_output_dir_fails_fast(data, tiny_student, tmp_pa
         (["--dataset", "typo"], ["cannot load dataset 'typo'", "not 'champ'"]),
         (["--n", "0"], ["--n must be >= 1"]),
         (["--student", "missing.gguf"], ["GGUF file not found"]),
-        (["--n-sim", "0"], ["n_sim must be >= 1"]),
+        (["--n-sim", "0"], ["DartConfig.n_sim must be an integer >= 1, got 0"]),
     ],
 )
 def test_demo_usage_errors_exit_2_with_one_line(args, needles, tmp_path):
