@@ -103,7 +103,7 @@ def build_training_sets(
 def train_condition(student: str, rows: datasets.Dataset, config: StudyConfig, seed: int) -> tuple[Any, Any, float]:
     """SFT the student on `rows` with `DartTrainer`; identical hyper-parameters for every condition."""
     from transformers import AutoTokenizer
-    from transformers.trainer_callback import PrintCallback
+    from transformers.trainer_callback import PrinterCallback
 
     from ..sft_config import DartSFTConfig
     from ..trainer import DartTrainer
@@ -131,7 +131,7 @@ def train_condition(student: str, rows: datasets.Dataset, config: StudyConfig, s
             dataset_num_proc=None,
         )
         trainer = DartTrainer(model=student, args=args, train_dataset=rows, processing_class=tokenizer)
-        trainer.remove_callback(PrintCallback)  # the study prints its own table, not one metrics dict per run
+        trainer.remove_callback(PrinterCallback)  # the study prints its own table, not one metrics dict per run
         trainer.train()
     model = trainer.model.eval()
     return model, tokenizer, time.perf_counter() - start
