@@ -14,8 +14,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,7 +26,6 @@ from .config import DartConfig
 from .errors import RunError
 from .examples import Example, ExampleError, parse_example
 from .exploration import select_continuation
-from .gap import find_gap
 from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS, is_usable: re-exported from here)
     OUTPUT_COLUMNS,
     PHASE_EXPLORE,
@@ -162,7 +162,7 @@ class DartAdapter:
         return [{name: task.out[name] for name in OUTPUT_COLUMNS} for task in tasks]
 
     # ------------------------------------------------------------------ driving the per-row plans
-    def _start(self, task: "_Task") -> None:
+    def _start(self, task: _Task) -> None:
         began = time.perf_counter()
         try:
             task.example = parse_example(task.row, self.config)
@@ -177,7 +177,7 @@ class DartAdapter:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
 
-    def _advance(self, task: "_Task", got: list[list[Rollout]]) -> None:
+    def _advance(self, task: _Task, got: list[list[Rollout]]) -> None:
         began = time.perf_counter()
         task.verify_timeouts += sum(r.timed_out for rs in got for r in rs)
         try:
@@ -188,7 +188,7 @@ class DartAdapter:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
 
-    def _run_round(self, active: list["_Task"]) -> list[tuple["_Task", list[list[Rollout]]]]:
+    def _run_round(self, active: list[_Task]) -> list[tuple[_Task, list[list[Rollout]]]]:
         """Sample the pending jobs of all active rows at once; returns the rows that got all their rollouts.
 
         A job that failed on its own (the backend raised `RequestsFailed`) fails its row; the other
@@ -220,7 +220,7 @@ class DartAdapter:
                 results.append((task, got))
         return results
 
-    def _fail(self, task: "_Task", err: BaseException) -> None:
+    def _fail(self, task: _Task, err: BaseException) -> None:
         if isinstance(err, RunError):  # wrong with the run, not with this row: stop before writing anything
             raise err
         if isinstance(err, ExampleError):

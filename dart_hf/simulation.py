@@ -13,8 +13,9 @@ stream draws exactly the samples the full grid would have drawn there.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generator, Optional, Sequence
+from typing import Any, Optional
 
 from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed, derive_seed
