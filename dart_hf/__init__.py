@@ -1,8 +1,9 @@
 """dart_hf: adapt expert reasoning datasets to a small student model (DART, arXiv 2505.20700)."""
 
-from .adapter import OUTPUT_COLUMNS, DartAdapter, is_usable, rollout_records
+from .adapter import DartAdapter, rollout_records
 from .backends.base import Completion, GenerationBackend, GenerationRequest
 from .config import DartConfig
+from .schema import OUTPUT_COLUMNS, Action, is_usable
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "OUTPUT_COLUMNS",
+    "Action",
     "Completion",
     "DartAdapter",
     "DartConfig",

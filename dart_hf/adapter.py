@@ -14,8 +14,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generator, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,59 +26,22 @@ from .config import DartConfig
 from .errors import RunError
 from .examples import Example, ExampleError, parse_example
 from .exploration import select_continuation
-from .gap import find_gap
+from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS, is_usable: re-exported from here)
+    OUTPUT_COLUMNS,
+    PHASE_EXPLORE,
+    PHASE_SIM,
+    ROLLOUT_ENDINGS,
+    ROLLOUT_FIELDS,
+    USABLE_ACTIONS,
+    Action,
+    is_usable,
+)
 from .simulation import Rollout, SampleJob, check_prompt_length, prefix_text, run_jobs, simulate, success_rates
 
 logger = logging.getLogger(__name__)
 
 #: Bump when a change to the algorithm changes outputs, so `datasets` caches are not reused.
 ALGORITHM_VERSION = "3"  # 3: dart_verify_timeouts; rows whose comparisons all time out are errors
-
-OUTPUT_COLUMNS = (
-    "dart_steps",
-    "dart_step_success",
-    "dart_step_samples",
-    "dart_gap_step",
-    "dart_action",
-    "dart_solution",
-    "dart_student_start",
-    "dart_answer",
-    "dart_tokens_generated",
-    "dart_seconds",
-    "dart_verify_timeouts",
-    "dart_selection",
-    "dart_error",
-    "dart_rollout_endings",
-    "dart_rollouts",
-    "prompt",
-    "completion",
-)
-
-#: How a rollout ended (`Completion.finish_reason`): after its final `\boxed{}` answer, at the
-#: student's end-of-sequence token, or at the `max_new_tokens` cap. Keys of `dart_rollout_endings`.
-ROLLOUT_ENDINGS = ("answer", "stop", "length")
-
-#: Fields of `dart_rollouts`, one equal-length list each (one entry per judged continuation).
-ROLLOUT_FIELDS = (
-    "prefix_index",
-    "phase",
-    "sample",
-    "text",
-    "answer",
-    "correct",
-    "tokens",
-    "finish_reason",
-    "logprob",
-    "chosen",
-)
-
-#: Actions whose `dart_solution` is fit for training.
-USABLE_ACTIONS = ("imitate", "explore", "fallback")
-
-
-def is_usable(row: Mapping[str, Any]) -> bool:
-    """True for rows to train on: adapted without error and not dropped by `fallback="drop"`."""
-    return row["dart_action"] in USABLE_ACTIONS and bool(row["dart_solution"])
 
 
 def _config_fingerprint(config: DartConfig) -> str:
@@ -160,10 +124,6 @@ class DartAdapter:
             return outputs[0]
         return {name: [o[name] for o in outputs] for name in OUTPUT_COLUMNS}
 
-    def adapt_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Adapt one row; any failure becomes `dart_action="error"` with the reason in `dart_error`."""
-        return self.adapt_rows([row])[0]
-
     def adapt_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Adapt rows together: each round, the pending sampling jobs of every row go to the backend in one call.
 
@@ -202,7 +162,7 @@ class DartAdapter:
         return [{name: task.out[name] for name in OUTPUT_COLUMNS} for task in tasks]
 
     # ------------------------------------------------------------------ driving the per-row plans
-    def _start(self, task: "_Task") -> None:
+    def _start(self, task: _Task) -> None:
         began = time.perf_counter()
         try:
             task.example = parse_example(task.row, self.config)
@@ -217,7 +177,7 @@ class DartAdapter:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
 
-    def _advance(self, task: "_Task", got: list[list[Rollout]]) -> None:
+    def _advance(self, task: _Task, got: list[list[Rollout]]) -> None:
         began = time.perf_counter()
         task.verify_timeouts += sum(r.timed_out for rs in got for r in rs)
         try:
@@ -228,7 +188,7 @@ class DartAdapter:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
 
-    def _run_round(self, active: list["_Task"]) -> list[tuple["_Task", list[list[Rollout]]]]:
+    def _run_round(self, active: list[_Task]) -> list[tuple[_Task, list[list[Rollout]]]]:
         """Sample the pending jobs of all active rows at once; returns the rows that got all their rollouts.
 
         A job that failed on its own (the backend raised `RequestsFailed`) fails its row; the other
@@ -260,7 +220,7 @@ class DartAdapter:
                 results.append((task, got))
         return results
 
-    def _fail(self, task: "_Task", err: BaseException) -> None:
+    def _fail(self, task: _Task, err: BaseException) -> None:
         if isinstance(err, RunError):  # wrong with the run, not with this row: stop before writing anything
             raise err
         if isinstance(err, ExampleError):
@@ -286,7 +246,7 @@ class DartAdapter:
         out = {
             "dart_steps": list(example.steps),
             "dart_gap_step": -1 if gap is None else gap,
-            "dart_action": "imitate",
+            "dart_action": Action.IMITATE.value,
             "dart_solution": example.solution,
             "dart_student_start": -1,
             "dart_answer": example.gold,
@@ -301,11 +261,11 @@ class DartAdapter:
             for t in starts:
                 drawn = len(sim[t])
                 if drawn < config.n_sim:  # early stop / adaptive left it short: select among the full grid's candidates
-                    (more,) = yield [SampleJob(t, config.n_sim - drawn, "sim", drawn)]
+                    (more,) = yield [SampleJob(t, config.n_sim - drawn, PHASE_SIM, drawn)]
                     sim[t] += more
                 candidates = [r for r in sim[t] if r.correct]
                 if not candidates and config.n_explore > 0:
-                    (extra,) = yield [SampleJob(t, config.n_explore, "explore")]
+                    (extra,) = yield [SampleJob(t, config.n_explore, PHASE_EXPLORE)]
                     explored.append(list(extra))
                     candidates = [r for r in extra if r.correct]
                 if candidates:
@@ -317,19 +277,19 @@ class DartAdapter:
             if chosen is not None:
                 prefix = prefix_text(example, chosen.prefix_index)
                 out.update(
-                    dart_action="explore",
+                    dart_action=Action.EXPLORE.value,
                     dart_solution=prefix + chosen.completion.text,
                     dart_student_start=len(prefix),
                 )
             else:
-                out["dart_action"] = "fallback"
+                out["dart_action"] = Action.FALLBACK.value
                 if config.fallback == "drop":
                     out["dart_solution"] = ""
         # after any top-ups: what was drawn, and what it cost
         out["dart_step_success"] = success_rates(sim, n_prefixes)
         out["dart_step_samples"] = [len(sim[t]) for t in range(n_prefixes)]
-        judged = [(r, "sim", j) for t in range(n_prefixes) for j, r in enumerate(sim[t])]
-        judged += [(r, "explore", j) for extra in explored for j, r in enumerate(extra)]
+        judged = [(r, PHASE_SIM, j) for t in range(n_prefixes) for j, r in enumerate(sim[t])]
+        judged += [(r, PHASE_EXPLORE, j) for extra in explored for j, r in enumerate(extra)]
         out["dart_tokens_generated"] = sum(r.completion.num_tokens for r, _, _ in judged)
         out["dart_rollout_endings"] = _endings(r for r, _, _ in judged)
         out["dart_rollouts"] = _rollout_column(judged if config.keep_rollouts else [], chosen)
@@ -469,7 +429,7 @@ def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartC
         "dart_step_success": [float("nan")] * (len(steps) + 1),
         "dart_step_samples": [0] * (len(steps) + 1),
         "dart_gap_step": -1,
-        "dart_action": "error",
+        "dart_action": Action.ERROR.value,
         "dart_solution": solution,
         "dart_student_start": -1,
         "dart_answer": gold,

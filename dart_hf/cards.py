@@ -25,69 +25,24 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, Mod
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from .formatting import duration, number
+from .schema import (  # noqa: F401  (PAPER_URL, PAPER_REF: kept importable from here)
+    ACTION_MEANINGS,
+    ACTIONS,
+    COLUMN_DESCRIPTIONS,
+    COLUMN_TYPES,
+    OUTPUT_COLUMNS,
+    PAPER_REF,
+    PAPER_URL,
+)
+
 logger = logging.getLogger(__name__)
 
-PAPER_URL = "https://arxiv.org/abs/2505.20700"
-PAPER_REF = (
-    "Wu, Pan et al., *Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware "
-    f"Exploration*, [arXiv:2505.20700]({PAPER_URL}) (2025)"
-)
 DATASET_TAGS = ("dart", "reasoning", "math", "synthetic", "sft")
 MODEL_TAGS = ("dart", "trl", "sft")
 
-#: Columns `DartAdapter` adds, with the meaning a card reader needs (kept in `OUTPUT_COLUMNS` order).
-COLUMN_DOCS: dict[str, tuple[str, str]] = {
-    "dart_steps": ("list[str]", "the expert solution cut into steps; `''.join(dart_steps)` is the original text"),
-    "dart_step_success": (
-        "list[float]",
-        "f_0..f_T: fraction of the student's rollouts that reach the gold answer after adopting the first t "
-        "expert steps (NaN = prefix not simulated)",
-    ),
-    "dart_step_samples": (
-        "list[int]",
-        "rollouts drawn after each prefix (n_sim everywhere for the full grid; fewer with early stop or "
-        "adaptive sampling, which still give the full grid's gap)",
-    ),
-    "dart_gap_step": (
-        "int",
-        "1-based index of the imitation gap (the first step the student cannot follow); -1 = none",
-    ),
-    "dart_action": ("str", "`imitate`, `explore`, `fallback` or `error` (see Statistics)"),
-    "dart_solution": ("str", "the adapted solution (empty when the fallback policy dropped the row)"),
-    "dart_student_start": (
-        "int",
-        "character offset in `dart_solution` where the student's own text starts; -1 = all expert text",
-    ),
-    "dart_answer": ("str", "the gold answer the rollouts were verified against"),
-    "dart_tokens_generated": ("int", "tokens the student generated for this row (simulation + exploration)"),
-    "dart_seconds": ("float", "wall time spent on this row, in seconds"),
-    "dart_verify_timeouts": (
-        "int",
-        "answer comparisons math-verify did not finish in time (counted as not correct; a row whose every "
-        "comparison, or its gold's own check, timed out is an error)",
-    ),
-    "dart_selection": ("str", "policy that chose the student continuation (explore rows only)"),
-    "dart_error": ("str", "why the row could not be adapted (error rows only)"),
-    "dart_rollout_endings": (
-        "struct",
-        "how the row's rollouts ended: `answer` (after the final `\\boxed{}`), `stop` (end-of-sequence), "
-        "`length` (hit `max_new_tokens`)",
-    ),
-    "dart_rollouts": (
-        "struct of lists",
-        "every judged student continuation (prefix_index, phase, sample, text, answer, correct, tokens, "
-        "finish_reason, logprob, chosen), one entry per rollout; empty unless adapted with `keep_rollouts=True`",
-    ),
-    "prompt": ("list[message]", "chat prompt: the problem with the instruction the student saw"),
-    "completion": ("list[message]", "assistant turn holding `dart_solution`: what SFT trains on"),
-}
-
-_ACTION_MEANING = {
-    "imitate": "no gap: the expert solution is kept as is",
-    "explore": "gap found: expert steps before the gap + a correct continuation written by the student",
-    "fallback": "gap found but no correct student continuation: the fallback policy was applied",
-    "error": "the row could not be adapted (see `dart_error`); keep it out of training",
-}
+#: Columns `DartAdapter` adds, as (type, meaning) for a card reader (in `OUTPUT_COLUMNS` order).
+COLUMN_DOCS: dict[str, tuple[str, str]] = {name: (COLUMN_TYPES[name], COLUMN_DESCRIPTIONS[name]) for name in OUTPUT_COLUMNS}
 
 #: Training arguments shown first in a model card (the rest goes in a collapsed block).
 _KEY_TRAINING_ARGS = (
@@ -161,30 +116,6 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _num(value: Any, digits: int = 2) -> str:
-    if isinstance(value, bool) or value is None:
-        return "–" if value is None else str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "–"
-        if value.is_integer() and abs(value) >= 1000:
-            return f"{int(value):,}"
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def _duration(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return "–"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min ({seconds:,.0f} s)"
-    return f"{seconds / 3600:.1f} h ({seconds:,.0f} s)"
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
@@ -225,7 +156,7 @@ def _dataset_body(
 ) -> str:
     n = int(stats.get("n_examples") or 0)
     usable = int(stats.get("usable") or 0)
-    actions = {a: int((stats.get("actions") or {}).get(a, 0) or 0) for a in _ACTION_MEANING}
+    actions = {a: int((stats.get("actions") or {}).get(a, 0) or 0) for a in ACTIONS}
     cost = stats.get("cost") or {}
     config = stats.get("config")
     load_id = repo_id or "<namespace>/<this-dataset>"
@@ -271,13 +202,13 @@ def _dataset_body(
         "",
         _table(
             ("action", "rows", "share", "meaning"),
-            [(f"`{a}`", f"{c:,}", f"{c / n:.1%}" if n else "–", _ACTION_MEANING[a]) for a, c in actions.items()],
+            [(f"`{a}`", f"{c:,}", f"{c / n:.1%}" if n else "–", ACTION_MEANINGS[a]) for a, c in actions.items()],
         ),
         "",
         f"- rows: **{n:,}**, usable for training: **{usable:,}** (non-error rows with a non-empty `dart_solution`)",
-        f"- expert steps per problem (mean): {_num(stats.get('mean_steps'), 1)}",
-        f"- mean f_0 (student alone): **{_num(stats.get('mean_f0'), 3)}**; "
-        f"mean f_T (after all expert steps): **{_num(stats.get('mean_fT'), 3)}**",
+        f"- expert steps per problem (mean): {number(stats.get('mean_steps'), 1)}",
+        f"- mean f_0 (student alone): **{number(stats.get('mean_f0'), 3)}**; "
+        f"mean f_T (after all expert steps): **{number(stats.get('mean_fT'), 3)}**",
     ]
     from .report import endings_text, token_cap_warning
 
@@ -314,8 +245,8 @@ def _dataset_body(
             _table(
                 ("t/T", *by_pos.keys()),
                 [
-                    ("mean f_t", *(_num(v, 3) for v in by_pos.values())),
-                    *([("scores pooled", *(_num(counts.get(k)) for k in by_pos))] if counts else []),
+                    ("mean f_t", *(number(v, 3) for v in by_pos.values())),
+                    *([("scores pooled", *(number(counts.get(k)) for k in by_pos))] if counts else []),
                 ],
             ),
         ]
@@ -325,14 +256,14 @@ def _dataset_body(
             "",
             "Where the imitation gap falls (non-error rows), as a fraction gap/T of the solution length:",
             "",
-            _table(("gap/T", *hist["relative"].keys()), [("rows", *(_num(v) for v in hist["relative"].values()))]),
+            _table(("gap/T", *hist["relative"].keys()), [("rows", *(number(v) for v in hist["relative"].values()))]),
         ]
     if hist.get("absolute"):
         parts += [
             "",
             "By gap step (1-based):",
             "",
-            _table(("gap step", *hist["absolute"].keys()), [("rows", *(_num(v) for v in hist["absolute"].values()))]),
+            _table(("gap step", *hist["absolute"].keys()), [("rows", *(number(v) for v in hist["absolute"].values()))]),
         ]
 
     parts += [
@@ -342,12 +273,12 @@ def _dataset_body(
         _table(
             ("", ""),
             [
-                ("tokens generated by the student", _num(stats.get("tokens_generated"))),
-                ("wall time", _duration(stats.get("wall_seconds"))),
-                ("throughput", f"{_num(stats.get('tokens_per_second'), 1)} tokens/s"),
-                ("tokens per example", _num(cost.get("tokens_per_example"), 1)),
-                ("tokens per usable example", _num(cost.get("tokens_per_usable_example"), 1)),
-                ("seconds per example", _num(cost.get("seconds_per_example"), 2)),
+                ("tokens generated by the student", number(stats.get("tokens_generated"))),
+                ("wall time", duration(stats.get("wall_seconds"))),
+                ("throughput", f"{number(stats.get('tokens_per_second'), 1)} tokens/s"),
+                ("tokens per example", number(cost.get("tokens_per_example"), 1)),
+                ("tokens per usable example", number(cost.get("tokens_per_usable_example"), 1)),
+                ("seconds per example", number(cost.get("seconds_per_example"), 2)),
             ],
         ),
         "",
@@ -428,7 +359,7 @@ def _eval_table(eval_results: Mapping[str, Any]) -> str:
     rows = []
     for name, scores in eval_results.items():
         scores = scores if isinstance(scores, Mapping) else {"score": scores}
-        rows.append((name, *(_num(scores.get(m), 4) for m in metrics)))
+        rows.append((name, *(number(scores.get(m), 4) for m in metrics)))
     return _table(("dataset", *metrics), rows)
 
 

@@ -14,7 +14,8 @@ stops the run before anything is written, with one line that says what to fix:
 from __future__ import annotations
 
 import sys
-from typing import Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import Optional, TypeVar
 
 T = TypeVar("T")
 

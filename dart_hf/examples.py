@@ -6,8 +6,9 @@ import hashlib
 import math
 import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 from .answers import extract_boxed
 from .config import DartConfig

@@ -3,7 +3,7 @@
 After `dataset.map(DartAdapter(...))` a user needs to know, at a glance, what DART did and what it
 cost: how many rows were imitated, explored, fell back or failed; where the student's success
 collapses along the expert solutions; how many tokens and seconds it took. This module turns the
-`dart_*` columns (see `dart_hf.adapter.OUTPUT_COLUMNS`) into
+`dart_*` columns (see `dart_hf.schema.OUTPUT_COLUMNS`) into
 
 * `compute_stats`   - a JSON-safe dict (the numbers behind `stats.json`, cards and the report);
 * `to_stepwise`     - TRL's stepwise-supervision dataset (`prompt`, `completions`, `labels`) so the
@@ -25,10 +25,11 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .formatting import duration, number
+from .schema import ACTION_MEANINGS, ACTIONS, PHASE_SIM, ROLLOUT_ENDING_MEANINGS, Action, is_usable
+
 if TYPE_CHECKING:
     import datasets
-
-ACTIONS = ("imitate", "explore", "fallback", "error")
 
 #: Relative step positions t/T are rounded to the nearest of these (see `compute_stats`).
 POSITION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -37,11 +38,7 @@ POSITION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)
 GAP_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 
 #: Rollout endings, as in `dart_rollout_endings`, with the words the report and cards use for them.
-ENDINGS = {
-    "answer": "stopped after a \\boxed{} answer",
-    "stop": "ended at end-of-sequence",
-    "length": "hit the max_new_tokens cap",
-}
+ENDINGS = ROLLOUT_ENDING_MEANINGS
 
 #: Share of rollouts ending at the token cap from which the report warns that max_new_tokens is too small.
 TOKEN_CAP_WARNING = 0.25
@@ -55,14 +52,7 @@ _REQUIRED = (
     "dart_tokens_generated",
 )
 
-_ACTION_COLORS = {"imitate": "#4c9a5f", "explore": "#3a6fc4", "fallback": "#e08a2c", "error": "#b0413e"}
-
-_ACTION_MEANING = {
-    "imitate": "no gap found: the expert solution is kept as is",
-    "explore": "gap found: expert steps before the gap + a correct continuation written by the student",
-    "fallback": "gap found but no correct student continuation: fallback policy applied",
-    "error": "the row could not be adapted (see the reason)",
-}
+_ACTION_COLORS = dict(zip(ACTIONS, ("#4c9a5f", "#3a6fc4", "#e08a2c", "#b0413e")))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -235,10 +225,10 @@ def compute_stats(
     n = len(rows)
     actions = {a: 0 for a in ACTIONS}
     for r in rows:
-        action = r["dart_action"] if r["dart_action"] in actions else "error"
+        action = r["dart_action"] if r["dart_action"] in actions else Action.ERROR.value
         actions[action] += 1
-    ok = [r for r in rows if r["dart_action"] != "error"]
-    usable = sum(1 for r in ok if r["dart_action"] in ("imitate", "explore", "fallback") and r["dart_solution"])
+    ok = [r for r in rows if r["dart_action"] != Action.ERROR]
+    usable = sum(1 for r in ok if is_usable(r))
 
     tokens = int(sum(int(r["dart_tokens_generated"] or 0) for r in rows))
     row_seconds = [float(r["dart_seconds"]) for r in rows if _is_num(r.get("dart_seconds"))]
@@ -271,12 +261,12 @@ def compute_stats(
     absolute_sorted = {k: absolute[k] for k in sorted((k for k in absolute if k != "none"), key=int)}
     absolute_sorted["none"] = absolute.get("none", 0)
 
-    errors = Counter(r.get("dart_error") or "unknown error" for r in rows if r["dart_action"] == "error")
+    errors = Counter(r.get("dart_error") or "unknown error" for r in rows if r["dart_action"] == Action.ERROR)
     verify_timeouts = None
     if "dart_verify_timeouts" in dataset.column_names:
         counts = [int(r.get("dart_verify_timeouts") or 0) for r in rows]
         verify_timeouts = {"comparisons": sum(counts), "rows": sum(1 for c in counts if c)}
-    selection = Counter(r.get("dart_selection") or "" for r in rows if r["dart_action"] == "explore")
+    selection = Counter(r.get("dart_selection") or "" for r in rows if r["dart_action"] == Action.EXPLORE)
 
     endings = None
     if "dart_rollout_endings" in getattr(dataset, "column_names", []):
@@ -361,7 +351,7 @@ def to_stepwise(dataset: Any, threshold: float = 0.5, *, include_rollouts: bool 
     if include_rollouts:
         cols.update(step_correct=[], step_total=[], step_rollouts=[], step_rollout_correct=[])
     for r in _rows(dataset, extra=extra):
-        if r["dart_action"] == "error":
+        if r["dart_action"] == Action.ERROR:
             continue
         steps = list(r["dart_steps"] or [])
         scores = _scores(r)
@@ -374,7 +364,7 @@ def to_stepwise(dataset: Any, threshold: float = 0.5, *, include_rollouts: bool 
         cols["completions"].append([steps[k - 1].rstrip() for k in kept])
         cols["labels"].append([bool(scores[k] >= threshold) for k in kept])
         if include_rollouts:
-            sim = [x for x in rollout_records(r.get("dart_rollouts")) if x["phase"] == "sim"]
+            sim = [x for x in rollout_records(r.get("dart_rollouts")) if x["phase"] == PHASE_SIM]
             by_t: dict[int, list[dict]] = {}
             for x in sim:
                 by_t.setdefault(x["prefix_index"], []).append(x)
@@ -463,7 +453,7 @@ def _plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
 
     fig, (ax, ax2) = _figure(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.7, 1]})
     curves = [
-        (i, r) for i, r in enumerate(rows) if r["dart_action"] != "error" and any(math.isfinite(f) for f in _scores(r))
+        (i, r) for i, r in enumerate(rows) if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in _scores(r))
     ]
     shown = curves[:_MAX_CURVES]
     per_problem = len(shown) <= _MAX_LEGEND
@@ -520,7 +510,7 @@ def _plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
             label="imitation gap",
         )
         if not per_problem:
-            handles = [Line2D([], [], color=c, lw=2, label=a) for a, c in _ACTION_COLORS.items() if a != "error"]
+            handles = [Line2D([], [], color=c, lw=2, label=a) for a, c in _ACTION_COLORS.items() if a != Action.ERROR]
         ax.legend(
             handles=handles + [gap_handle],
             loc="upper left",
@@ -688,27 +678,7 @@ def _esc(text: Any) -> str:
 
 
 def _fmt(x: Any, digits: int = 1) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "–"
-        return f"{x:,.{digits}f}"
-    return _esc(x)
-
-
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "–"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min ({s:,.0f} s)"
-    return f"{s / 3600:.2f} h ({s:,.0f} s)"
+    return _esc(number(x, digits))
 
 
 def _summary_table(stats: Mapping[str, Any]) -> str:
@@ -744,7 +714,7 @@ def _summary_table(stats: Mapping[str, Any]) -> str:
         ),
         (
             "wall time",
-            f"{_fmt_seconds(stats.get('wall_seconds'))}; "
+            f"{duration(stats.get('wall_seconds'))}; "
             f"{_fmt(cost.get('seconds_per_example'), 1)} s per example on average",
         ),
         ("throughput", f"{_fmt(stats.get('tokens_per_second'), 1)} generated tokens / s"),
@@ -788,7 +758,7 @@ def _summary_table(stats: Mapping[str, Any]) -> str:
 def _banner(stats: Mapping[str, Any]) -> str:
     """A warning on top when the run produced nothing to train on, so nobody misses it."""
     n = int(stats.get("n_examples", 0) or 0)
-    errors = int((stats.get("actions") or {}).get("error", 0) or 0)
+    errors = int((stats.get("actions") or {}).get(Action.ERROR.value, 0) or 0)
     if n == 0:
         return "<div class='banner'>The dataset is empty: there is nothing to report.</div>"
     if errors == n:
@@ -816,7 +786,7 @@ def _cap_banner(stats: Mapping[str, Any]) -> str:
 
 def _pick_examples(rows: list[dict], k: int) -> list[int]:
     """Explore rows first (they show what DART changes), then fallback, imitate, error; in row order."""
-    order = {"explore": 0, "fallback": 1, "imitate": 2, "error": 3}
+    order = {a.value: k for k, a in enumerate((Action.EXPLORE, Action.FALLBACK, Action.IMITATE, Action.ERROR))}
     ranked = sorted(range(len(rows)), key=lambda i: (order.get(rows[i]["dart_action"], 4), i))
     return ranked[: max(k, 0)]
 
@@ -883,7 +853,7 @@ def _rollouts_html(row: Mapping[str, Any]) -> str:
 
     records = rollout_records(row.get("dart_rollouts"))
     if not records:
-        if row.get("dart_action") == "error":
+        if row.get("dart_action") == Action.ERROR:
             return ""
         return (
             "<div class='key'>The student's individual attempts were not stored: adapt with "
@@ -894,7 +864,7 @@ def _rollouts_html(row: Mapping[str, Any]) -> str:
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["phase"], int(r["prefix_index"])), []).append(r)
-    order = sorted(groups, key=lambda g: (g[0] != "sim", g[1]))
+    order = sorted(groups, key=lambda g: (g[0] != PHASE_SIM, g[1]))
     out = [
         "<div class='label'>The student's attempts <span class='key'>(click a line to open it; ✓ = reached the gold "
         "answer)</span></div>"
@@ -907,7 +877,7 @@ def _rollouts_html(row: Mapping[str, Any]) -> str:
             where = f"after all {T} expert steps (t = {t})"
         else:
             where = f"after {t} expert step{'s' if t != 1 else ''} (t = {t})"
-        if phase == "sim":
+        if phase == PHASE_SIM:
             f = scores[t] if t < len(scores) else float("nan")
             title = f"{where}{f': f<sub>{t}</sub> = {f:.2f}' if math.isfinite(f) else ''}"
         else:
@@ -963,9 +933,9 @@ def _example_html(i: int, row: Mapping[str, Any]) -> str:
             f"<span class='key'>(– = not simulated{gap_note})</span></div>"
             f"<div class='scores'>{chips}</div>"
         )
-    expert = _steps_html(steps, gap, dim_after_gap=action == "explore") if steps else _esc(row.get("dart_solution"))
+    expert = _steps_html(steps, gap, dim_after_gap=action == Action.EXPLORE) if steps else _esc(row.get("dart_solution"))
     left_key = ""
-    if action == "explore":
+    if action == Action.EXPLORE:
         right_caption = "Adapted solution (what the student is trained on)"
         left_key = (
             "<div class='key'>Red: the gap step, the first one the student cannot follow. It and the grey "
@@ -976,14 +946,14 @@ def _example_html(i: int, row: Mapping[str, Any]) -> str:
             "<span class='swatch' style='background:var(--student)'></span>"
             "highlighted text was written by the student and reaches the gold answer.</div>"
         )
-    elif action == "fallback":
+    elif action == Action.FALLBACK:
         kept = bool(row.get("dart_solution"))
         right_caption = "Adapted solution (" + ("expert solution kept" if kept else "dropped") + ")"
         right_key = (
             f"<div class='key'>A gap was found at step {gap}, but no student attempt from there reached the gold "
             "answer, so the fallback policy " + ("kept the expert solution." if kept else "dropped the row.") + "</div>"
         )
-    elif action == "error":
+    elif action == Action.ERROR:
         right_caption = "Adapted solution (unchanged: the row could not be adapted)"
         right_key = ""
     else:
@@ -1022,7 +992,7 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
     rows = _rows(dataset)
     title = "DART adaptation report"
     subtitle = ", ".join(x for x in (stats.get("source"), stats.get("student")) if x)
-    n_curves = sum(1 for r in rows if r["dart_action"] != "error" and any(math.isfinite(f) for f in _scores(r)))
+    n_curves = sum(1 for r in rows if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in _scores(r)))
     n_shown = min(n_curves, _MAX_CURVES)
     if n_shown <= _MAX_LEGEND:
         how = "one line per problem, numbered as in the examples below"
@@ -1048,7 +1018,7 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
         rows = list(rows)
         for i, value in zip(picked, shown):
             rows[i] = {**rows[i], "dart_rollouts": value}
-    n_explore = int((stats.get("actions") or {}).get("explore", 0) or 0)
+    n_explore = int((stats.get("actions") or {}).get(Action.EXPLORE.value, 0) or 0)
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
@@ -1071,7 +1041,7 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
         "as a fraction of the expert solution's length T (first ¼ = steps 1..T/4). “no gap” problems keep the "
         "expert solution. Error rows are not counted.</figcaption></figure>"
         f'<figure><img src="{actions_uri}" alt="action counts"><figcaption>'
-        + "; ".join(f"<b>{a}</b>: {_ACTION_MEANING[a]}" for a in ACTIONS)
+        + "; ".join(f"<b>{a}</b>: {ACTION_MEANINGS[a]}" for a in ACTIONS)
         + ".</figcaption></figure></div>"
     )
     parts.append("<h2>Examples</h2>")

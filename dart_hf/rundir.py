@@ -58,7 +58,7 @@ class RunLock:
         self.out_dir = out_dir
         self.path = os.path.join(out_dir, LOCK_NAME)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         ensure_writable(self.out_dir)
         key = os.path.realpath(self.path)
         with self._guard:
@@ -106,7 +106,7 @@ class RunLock:
                     fcntl.flock(entry[0], fcntl.LOCK_UN)
                     os.close(entry[0])
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc: Any) -> None:
@@ -128,13 +128,13 @@ class ChunkManifest:
         return json.dumps({"format": _FORMAT, **dataclasses.asdict(self)}, indent=2, sort_keys=True, default=str)
 
     @classmethod
-    def from_json(cls, text: str) -> "ChunkManifest":
+    def from_json(cls, text: str) -> ChunkManifest:
         data = json.loads(text)
         if data.get("format") != _FORMAT:
             raise ValueError(f"unknown manifest format {data.get('format')!r}")
         return cls(data["dataset"], data["adapter"], int(data["chunk_size"]), int(data["rows"]), data.get("about") or {})
 
-    def differences(self, other: "ChunkManifest") -> list[str]:
+    def differences(self, other: ChunkManifest) -> list[str]:
         """What changed from `self` (saved) to `other` (this run), as short phrases; empty when they match."""
         out = []
         if self.rows != other.rows:

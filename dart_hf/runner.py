@@ -11,12 +11,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import Any, Callable, Iterator, Optional, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, Optional, TypeVar
 
 import datasets
 
 from .errors import RunError, UsageError
-from .rundir import CHUNKS_DIR, ChunkManifest, RunLock, adapter_identity, dataset_fingerprint, discard_chunks, prepare_chunks
+from .rundir import (
+    CHUNKS_DIR,
+    ChunkManifest,
+    RunLock,
+    adapter_identity,
+    dataset_fingerprint,
+    discard_chunks,
+    prepare_chunks,
+)
 
 __all__ = ["CHUNKS_DIR", "adapt_and_write", "adapt_in_chunks", "discard_chunks", "manifest_for", "output_dir_lock"]
 

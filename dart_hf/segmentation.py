@@ -7,7 +7,8 @@ expert prefix s_1..s_t is simply `"".join(steps[:t])`.
 from __future__ import annotations
 
 import re
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Optional, Union
 
 PARAGRAPH_SEPARATOR = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 STEP_JOINER = "\n\n"
@@ -15,7 +16,7 @@ STEP_JOINER = "\n\n"
 SplitterLike = Union[None, str, "re.Pattern[str]", Callable[[str], Sequence[str]]]
 
 
-def _split_on(text: str, separator: "re.Pattern[str]") -> list[str]:
+def _split_on(text: str, separator: re.Pattern[str]) -> list[str]:
     steps, start = [], 0
     for match in separator.finditer(text):
         if match.start() == 0:  # leading blank lines belong to the first step

@@ -13,14 +13,16 @@ stream draws exactly the samples the full grid would have drawn there.
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generator, Optional, Sequence
+from typing import Any, Optional
 
 from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed, derive_seed
 from .config import DartConfig
 from .examples import Example, ExampleError, render_prompt
 from .gap import certify_gap, find_gap
+from .schema import PHASE_SIM
 
 
 @dataclass
@@ -40,7 +42,7 @@ class SampleJob:
 
     t: int
     n: int
-    phase: str = "sim"
+    phase: str = PHASE_SIM
     first: int = 0
 
 
@@ -157,7 +159,7 @@ def simulate(n_steps: int, config: DartConfig) -> SimulationPlan:
         prefixes = sorted({p for t in open_pairs for p in (t - 1, t) if len(sim[p]) < n})
         if not prefixes:  # pragma: no cover - full counts always decide a pair
             raise RuntimeError(f"gap undecided with all samples drawn: {counts}")
-        jobs = [SampleJob(p, min(round_size, n - len(sim[p])), "sim", len(sim[p])) for p in prefixes]
+        jobs = [SampleJob(p, min(round_size, n - len(sim[p])), PHASE_SIM, len(sim[p])) for p in prefixes]
         for job, got in zip(jobs, (yield jobs)):
             sim[job.t].extend(got)
 

@@ -32,6 +32,7 @@ from trl.data_utils import _tokenize, common_prefix_length, get_dataset_column_n
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from trl.trainer.utils import global_then_local_main_first, pad
 
+from .schema import PAPER_ARXIV_ID, PAPER_CITATION, PAPER_TITLE, is_usable
 from .sft_config import DartSFTConfig
 
 logger = logging.getLogger(__name__)
@@ -197,18 +198,7 @@ class DartTrainer(SFTTrainer):
 
     _tag_names = ["trl", "sft", "dart"]
     _name = "DART"
-    _paper = {
-        "title": "Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware Exploration",
-        "id": "2505.20700",
-        "citation": (
-            "@article{dart2025,\n"
-            "    title   = {{Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware "
-            "Exploration}},\n"
-            "    journal = {arXiv preprint arXiv:2505.20700},\n"
-            "    year    = 2025,\n"
-            "}"
-        ),
-    }
+    _paper = {"title": PAPER_TITLE, "id": PAPER_ARXIV_ID, "citation": PAPER_CITATION}
 
     def __init__(
         self,
@@ -514,8 +504,6 @@ class DartTrainer(SFTTrainer):
 
 def _filter_unusable(dataset, name: str):
     """Drop rows `DartAdapter` marked as errors or dropped; log how many (datasets without DART columns pass)."""
-    from .adapter import is_usable
-
     if dataset is None:
         return None
     columns = get_dataset_column_names(dataset)

@@ -49,7 +49,7 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     with open(args.output_file, "w") as fh:
         json.dump(result, fh, indent=2, default=str)
     metrics = ["accuracy"] + [f"pass@{k}" for k in args.ks]
-    print(f"| model | dataset | problems | " + " | ".join(metrics) + " |")
+    print("| model | dataset | problems | " + " | ".join(metrics) + " |")
     print("|---|---|---|" + "---|" * len(metrics))
     print(f"| {args.model} | {args.dataset_name} | {result['n_scored']} | " + " | ".join(f"{result[m]:.3f}" for m in metrics) + " |")
     return result

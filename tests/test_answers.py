@@ -1,7 +1,7 @@
+import time
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import time
 
 from dart_hf.answers import AnswerStopper, _boxed_spans, extract_answer, extract_boxed
 

@@ -7,7 +7,6 @@ import sys
 
 import datasets
 import pandas as pd
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
+from typing import Optional
 
 import datasets
 import pytest
@@ -23,6 +24,7 @@ from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.base import GenerationRequest, RequestsFailed
 from dart_hf.backends.openai import OpenAIServerBackend, ServerError, ServerUnavailable
 from dart_hf.errors import RunError
+
 from scripted import TEMPLATE, CharTokenizer, expert
 
 pytestmark = pytest.mark.timeout(120)  # a regression to "hang forever" fails instead of blocking the suite
@@ -43,7 +45,7 @@ class Server:
     or ("drip", seconds_per_byte). `posts` records every POST body, in arrival order.
     """
 
-    def __init__(self, behaviour: Callable[["Server", str, dict], tuple]) -> None:
+    def __init__(self, behaviour: Callable[[Server, str, dict], tuple]) -> None:
         self.behaviour = behaviour
         self.posts: list[dict] = []
         self.lock = threading.Lock()

@@ -228,9 +228,9 @@ def test_report_of_an_empty_adapted_dataset(ds, tmp_path):
 
 def test_real_adapter_output_round_trip(tmp_path):
     """The columns DartAdapter really writes (scripted student) feed stats, stepwise and the report."""
-    from scripted import TEMPLATE, ScriptedBackend, expert
-
     from dart_hf import DartAdapter, DartConfig
+
+    from scripted import TEMPLATE, ScriptedBackend, expert
 
     T, F = True, False
     rows = [

@@ -60,6 +60,7 @@ import pytest  # noqa: E402
 from dart_hf import DartAdapter, DartConfig  # noqa: E402
 from dart_hf.errors import UsageError  # noqa: E402
 from dart_hf.runner import adapt_and_write, adapt_in_chunks  # noqa: E402
+
 from scripted import TEMPLATE, ScriptedBackend, expert  # noqa: E402
 
 T, F = True, False
@@ -76,7 +77,7 @@ def scripted_rows(tag: str, n: int = 6) -> datasets.Dataset:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def scripted_adapter(n_sim: int = 4) -> DartAdapter:
     """One per n_sim: its math-verify worker starts once."""
     script = {t: (outcomes * 2)[:n_sim] for t, outcomes in SCRIPT.items()}

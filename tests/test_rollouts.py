@@ -3,7 +3,6 @@
 import math
 
 import datasets
-import numpy as np
 import pytest
 
 from dart_hf import DartAdapter, DartConfig, rollout_records

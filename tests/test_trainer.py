@@ -255,9 +255,9 @@ def test_explore_weight_zero_ignores_student_text(tiny_student, tokenizer, tmp_p
 
 def test_trains_on_real_dart_adapter_output(tiny_student, tokenizer, tmp_path):
     """The contract with `DartAdapter`: its output trains as is, and `explore_mask` covers the explored text."""
-    from scripted import TEMPLATE, ScriptedBackend, expert
-
     from dart_hf import DartAdapter, DartConfig
+
+    from scripted import TEMPLATE, ScriptedBackend, expert
 
     rows = [
         {"problem": "What is 6*7?", "solution": expert(3), "answer": "42"},

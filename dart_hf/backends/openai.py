@@ -39,8 +39,9 @@ import math
 import random
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from ..answers import AnswerStopper
 from ..errors import RunError

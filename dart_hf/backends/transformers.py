@@ -20,11 +20,11 @@ import hashlib
 import inspect
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import torch
-
 from transformers.cache_utils import DynamicLayer
 
 from ..answers import AnswerStopper, _boxed_spans

@@ -1,0 +1,40 @@
+"""Numbers and durations as people read them: one set of helpers for the HTML report and the Hub cards.
+
+Missing or non-finite values (None, NaN, inf) print as an en dash, so a table never shows `nan`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: What a missing or non-finite value prints as.
+MISSING = "–"
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """`1,234` for ints (and for integral floats from 1000 up), `1,234.57` for other floats; `str` otherwise."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return MISSING
+        if value.is_integer() and abs(value) >= 1000:
+            return f"{int(value):,}"
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def duration(seconds: Any) -> str:
+    """`42.0 s` under two minutes, `12.5 min (750 s)` under two hours, then `3.2 h (11,520 s)`."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return MISSING
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min ({seconds:,.0f} s)"
+    return f"{seconds / 3600:.1f} h ({seconds:,.0f} s)"

@@ -1,0 +1,185 @@
+"""The output contract of `DartAdapter`: actions, columns, their types and meanings, and the paper.
+
+Everything that names or describes what DART writes into a dataset lives here once; the adapter,
+the report, the Hub cards and the trainer read it from this module instead of re-describing it.
+
+* `Action`, `ACTIONS`, `ACTION_MEANINGS`, `USABLE_ACTIONS`, `is_usable` - what happened to a row;
+* `OUTPUT_COLUMNS`, `OUTPUT_FEATURES`, `COLUMN_TYPES`, `COLUMN_DESCRIPTIONS` - the columns added;
+* `ROLLOUT_FIELDS`, `ROLLOUT_PHASES`, `ROLLOUT_ENDINGS` - the parts of `dart_rollouts` and
+  `dart_rollout_endings`;
+* `PAPER_*` - the method's reference (title, arXiv id, URL, BibTeX).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from datasets import Features, List, Value
+
+
+class Action(str, enum.Enum):
+    """What DART did with a row (the `dart_action` column holds the value, a plain string)."""
+
+    IMITATE = "imitate"
+    EXPLORE = "explore"
+    FALLBACK = "fallback"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: All action names, in the order the report and cards list them.
+ACTIONS: tuple[str, ...] = tuple(a.value for a in Action)
+
+#: What each action means, for a reader of a report or card (plain text, no markup).
+ACTION_MEANINGS: dict[str, str] = {
+    Action.IMITATE.value: "no gap found: the expert solution is kept as is",
+    Action.EXPLORE.value: "gap found: expert steps before the gap + a correct continuation written by the student",
+    Action.FALLBACK.value: "gap found but no correct student continuation: the fallback policy was applied",
+    Action.ERROR.value: "the row could not be adapted (see dart_error); keep it out of training",
+}
+
+#: Actions whose `dart_solution` is fit for training.
+USABLE_ACTIONS: tuple[str, ...] = (Action.IMITATE.value, Action.EXPLORE.value, Action.FALLBACK.value)
+
+
+def is_usable(row: Mapping[str, Any]) -> bool:
+    """True for rows to train on: adapted without error and not dropped by `fallback="drop"`."""
+    return row["dart_action"] in USABLE_ACTIONS and bool(row["dart_solution"])
+
+
+#: Phases of a rollout (`dart_rollouts.phase`, and the seed stream it was sampled from): the
+#: simulation grid that measures f_t, or extra samples drawn for exploration.
+PHASE_SIM = "sim"
+PHASE_EXPLORE = "explore"
+ROLLOUT_PHASES = (PHASE_SIM, PHASE_EXPLORE)
+
+#: How a rollout ended (`Completion.finish_reason`), keys of `dart_rollout_endings`, with the words
+#: reports and cards use for them: after its final `\boxed{}` answer, at the student's end-of-sequence
+#: token, or at the `max_new_tokens` cap.
+ROLLOUT_ENDING_MEANINGS: dict[str, str] = {
+    "answer": "stopped after a \\boxed{} answer",
+    "stop": "ended at end-of-sequence",
+    "length": "hit the max_new_tokens cap",
+}
+ROLLOUT_ENDINGS = tuple(ROLLOUT_ENDING_MEANINGS)
+
+_MESSAGES = List({"role": Value("string"), "content": Value("string")})
+
+#: Types of the fields of `dart_rollouts` (one equal-length list each, one entry per judged continuation).
+ROLLOUT_FEATURES = Features(
+    {
+        "prefix_index": List(Value("int64")),
+        "phase": List(Value("string")),
+        "sample": List(Value("int64")),
+        "text": List(Value("string")),
+        "answer": List(Value("string")),
+        "correct": List(Value("bool")),
+        "tokens": List(Value("int64")),
+        "finish_reason": List(Value("string")),
+        "logprob": List(Value("float64")),
+        "chosen": List(Value("bool")),
+    }
+)
+ROLLOUT_FIELDS = tuple(ROLLOUT_FEATURES)
+
+#: The columns `DartAdapter` adds to every row, in order, with the Arrow types `datasets` gives them
+#: (`prompt` / `completion` as for plain `role` + `content` messages).
+OUTPUT_FEATURES = Features(
+    {
+        "dart_steps": List(Value("string")),
+        "dart_step_success": List(Value("float64")),
+        "dart_step_samples": List(Value("int64")),
+        "dart_gap_step": Value("int64"),
+        "dart_action": Value("string"),
+        "dart_solution": Value("string"),
+        "dart_student_start": Value("int64"),
+        "dart_answer": Value("string"),
+        "dart_tokens_generated": Value("int64"),
+        "dart_seconds": Value("float64"),
+        "dart_verify_timeouts": Value("int64"),
+        "dart_selection": Value("string"),
+        "dart_error": Value("string"),
+        "dart_rollout_endings": {k: Value("int64") for k in ROLLOUT_ENDINGS},
+        "dart_rollouts": dict(ROLLOUT_FEATURES),
+        "prompt": _MESSAGES,
+        "completion": _MESSAGES,
+    }
+)
+OUTPUT_COLUMNS = tuple(OUTPUT_FEATURES)
+
+#: Column types in words, for tables a person reads (cards).
+COLUMN_TYPES: dict[str, str] = {
+    "dart_steps": "list[str]",
+    "dart_step_success": "list[float]",
+    "dart_step_samples": "list[int]",
+    "dart_gap_step": "int",
+    "dart_action": "str",
+    "dart_solution": "str",
+    "dart_student_start": "int",
+    "dart_answer": "str",
+    "dart_tokens_generated": "int",
+    "dart_seconds": "float",
+    "dart_verify_timeouts": "int",
+    "dart_selection": "str",
+    "dart_error": "str",
+    "dart_rollout_endings": "struct",
+    "dart_rollouts": "struct of lists",
+    "prompt": "list[message]",
+    "completion": "list[message]",
+}
+
+#: One description per output column, in `OUTPUT_COLUMNS` order (markdown inline code allowed).
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "dart_steps": "the expert solution cut into steps; `''.join(dart_steps)` is the original text",
+    "dart_step_success": (
+        "f_0..f_T: fraction of the student's rollouts that reach the gold answer after adopting the first t "
+        "expert steps (NaN = prefix not simulated)"
+    ),
+    "dart_step_samples": (
+        "rollouts drawn after each prefix (n_sim everywhere for the full grid; fewer with early stop or "
+        "adaptive sampling, which still give the full grid's gap)"
+    ),
+    "dart_gap_step": "1-based index of the imitation gap (the first step the student cannot follow); -1 = none",
+    "dart_action": "`" + "`, `".join(ACTIONS[:-1]) + f"` or `{ACTIONS[-1]}` (see Statistics)",
+    "dart_solution": "the adapted solution (empty when the fallback policy dropped the row)",
+    "dart_student_start": "character offset in `dart_solution` where the student's own text starts; -1 = all expert text",
+    "dart_answer": "the gold answer the rollouts were verified against",
+    "dart_tokens_generated": "tokens the student generated for this row (simulation + exploration)",
+    "dart_seconds": "wall time spent on this row, in seconds",
+    "dart_verify_timeouts": (
+        "answer comparisons math-verify did not finish in time (counted as not correct; a row whose every "
+        "comparison, or its gold's own check, timed out is an error)"
+    ),
+    "dart_selection": "policy that chose the student continuation (explore rows only)",
+    "dart_error": "why the row could not be adapted (error rows only)",
+    "dart_rollout_endings": (
+        "how the row's rollouts ended: `answer` (after the final `\\boxed{}`), `stop` (end-of-sequence), "
+        "`length` (hit `max_new_tokens`)"
+    ),
+    "dart_rollouts": (
+        "every judged student continuation (" + ", ".join(ROLLOUT_FIELDS) + "), one entry per rollout; "
+        "empty unless adapted with `keep_rollouts=True`"
+    ),
+    "prompt": "chat prompt: the problem with the instruction the student saw",
+    "completion": "assistant turn holding `dart_solution`: what SFT trains on",
+}
+
+# ---------------------------------------------------------------------------------------------- the paper
+PAPER_TITLE = "Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware Exploration"
+PAPER_AUTHORS = "Wu, Pan et al."
+PAPER_YEAR = 2025
+PAPER_ARXIV_ID = "2505.20700"
+PAPER_URL = f"https://arxiv.org/abs/{PAPER_ARXIV_ID}"
+PAPER_CITATION = (
+    "@article{dart2025,\n"
+    f"    title   = {{{{{PAPER_TITLE}}}}},\n"
+    f"    journal = {{arXiv preprint arXiv:{PAPER_ARXIV_ID}}},\n"
+    f"    year    = {PAPER_YEAR},\n"
+    "}"
+)
+#: The reference as one markdown line (cards).
+PAPER_REF = f"{PAPER_AUTHORS}, *{PAPER_TITLE}*, [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL}) ({PAPER_YEAR})"
