@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 DEFAULT_DEMO_N = 12
 

@@ -118,11 +118,11 @@ def test_study_writes_every_output_with_all_conditions_and_seeds(study_run):
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"base", "static", "dart", "pass_rate", "rft"}
     assert results["n_train"] == 8 and results["n_eval"] == 6
-    for condition, runs in results["runs"].items():
+    for runs in results["runs"].values():
         assert [r["seed"] for r in runs] == [0, 1]
         assert all(len(r["correct"]) == 6 and all(0 <= c <= 2 for c in r["correct"]) for r in runs)
     s = results["summary"]
-    for condition, entry in s.items():
+    for entry in s.values():
         for k in (1, 2):
             ci = entry[f"pass@{k}"]
             assert ci["low"] - 1e-9 <= ci["mean"] <= ci["high"] + 1e-9

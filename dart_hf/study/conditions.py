@@ -70,11 +70,13 @@ def parse_all(train: datasets.Dataset, config: DartConfig) -> list[Optional[Exam
 
 
 def static_set(examples: list[Optional[Example]]) -> TrainingSet:
+    """The paper's baseline: every readable expert solution as it is; nothing generated."""
     rows = [_training_row(e, e.solution) for e in examples if e is not None]
     return TrainingSet("static", _to_dataset(rows))
 
 
 def dart_set(train: datasets.Dataset, backend: GenerationBackend, config: DartConfig) -> TrainingSet:
+    """`DartAdapter` over the training set; the rows it could use, with their provenance offsets."""
     start = time.perf_counter()
     adapted = train.map(
         DartAdapter(backend, config, progress=False),
@@ -118,6 +120,7 @@ def _as_samples(result: Any) -> list[Rollout]:
 def pass_rate_set(
     examples: list[Optional[Example]], samples: list[list[Rollout]], band: tuple[float, float]
 ) -> TrainingSet:
+    """open-r1's pass-rate filtering: expert solutions of the problems whose pass rate lies in `band`."""
     low, high = band
     rows, rates = [], []
     for example, drawn in zip(examples, samples):
@@ -132,6 +135,7 @@ def pass_rate_set(
 
 
 def rft_set(examples: list[Optional[Example]], samples: list[list[Rollout]], config: DartConfig) -> TrainingSet:
+    """Rejection-sampling fine-tuning: one verified student solution per solved problem (chosen as DART chooses)."""
     rows = []
     for example, drawn in zip(examples, samples):
         correct = [r for r in drawn if r.correct]

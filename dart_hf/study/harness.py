@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any
 
 import datasets
 import numpy as np
@@ -55,6 +54,7 @@ def load_task(config: StudyConfig) -> tuple[datasets.Dataset, datasets.Dataset]:
 
 
 def dart_config(config: StudyConfig, seed: int) -> DartConfig:
+    """The `DartConfig` every condition samples with (and the evaluation), seeded per study seed."""
     return DartConfig(
         n_sim=config.n_sim,
         n_explore=config.n_explore,
@@ -168,7 +168,7 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     verifier = MathVerifier()
     device = "cpu" if config.use_cpu else None
     base_backend = TransformersBackend(student, device=device)
-    base_backend.model  # load now, so no condition's generation time includes loading the weights
+    _ = base_backend.model  # load now, so no condition's generation time includes loading the weights
 
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in [BASE, *config.conditions]}
     steps = len(config.seeds) * (len(config.conditions) + 1)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .config import CONDITIONS
 from .harness import BASE
@@ -88,6 +89,7 @@ def _plot(results: Mapping[str, Any], path: str) -> None:
 
 
 def write_study_outputs(results: dict[str, Any], out_dir: str) -> dict[str, str]:
+    """Write `results.json`, `results.md`, `card_section.md` and `study.png`; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.md", "study.png", "card_section.md")}
     with open(paths["results.json"], "w") as f:

@@ -158,7 +158,7 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
     rng = random.Random(recipe.seed)
     model.train()
     losses = []
-    for step in tqdm(range(recipe.steps), desc="train planted-gap student", unit="step"):
+    for _ in tqdm(range(recipe.steps), desc="train planted-gap student", unit="step"):
         batch = [examples[rng.randrange(len(examples))] for _ in range(recipe.batch_size)]
         width = max(len(p) + len(a) for p, a in batch)
         ids = torch.full((len(batch), width), pad_id)
