@@ -26,6 +26,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.transformers import TransformersBackend
+from dart_hf.study.stats import wilson_interval
 from dart_hf.tasks.planted_gap import PlantedGapTask, score_detection
 from dart_hf.tasks.student import planted_student
 
@@ -98,14 +99,22 @@ def _fmt(x, digits=2) -> str:
     return "—" if x is None or x != x else f"{x:.{digits}f}"
 
 
-HEADER = "| setting | precision | recall | position error | false-positive rate | mean f_0 | tokens | s | gaps agree with full grid | tokens / full grid |\n|---|---|---|---|---|---|---|---|---|---|"
+HEADER = (
+    "| setting | precision [95% CI] | recall [95% CI] | position error | false positives on controls | mean f_0 "
+    "| tokens | s | gaps agree with full grid | tokens / full grid |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _rate(k: int, n: int) -> str:
+    low, high = wilson_interval(k, n)
+    return "—" if not n else f"{k / n:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _line(r: dict) -> str:
     return (
-        f"| {r['setting']} | {_fmt(r['precision'])} | {_fmt(r['recall'])} | {_fmt(r['position_error'])} | "
-        f"{_fmt(r['false_positive_rate'])} | {_fmt(r['f0'])} | {r['tokens']:,} | {r['seconds']:.0f} | "
-        f"{_fmt(r.get('agreement'))} | {_fmt(r.get('token_share'))} |"
+        f"| {r['setting']} | {_rate(r['hits'], r['n_detected'])} | {_rate(r['hits'], r['n_planted'])} | "
+        f"{_fmt(r['position_error'])} | {r['false_positives']}/{r['n_controls']} | {_fmt(r['f0'])} | "
+        f"{r['tokens']:,} | {r['seconds']:.0f} | {_fmt(r.get('agreement'))} | {_fmt(r.get('token_share'))} |"
     )
 
 

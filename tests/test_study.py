@@ -143,3 +143,12 @@ def test_study_cli_bad_config_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "dart_hf", "study", "--config", str(config)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "conditions must be" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_wilson_interval_brackets_the_rate():
+    from dart_hf.study.stats import wilson_interval
+
+    low, high = wilson_interval(65, 71)
+    assert low < 65 / 71 < high and high - low < 0.2
+    assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and wilson_interval(0, 10)[1] > 0.2
+    assert math.isnan(wilson_interval(0, 0)[0])

@@ -33,3 +33,13 @@ def bootstrap_mean(
     means = np.array([np.nanmean(values[s][:, p]) for s, p in zip(seed_idx, problem_idx)])
     low, high = np.nanpercentile(means, [2.5, 97.5])
     return {"mean": float(np.nanmean(values)), "low": float(low), "high": float(high)}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a rate `successes / n` (sensible at small n and near 0 or 1)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)

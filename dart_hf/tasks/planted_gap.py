@@ -189,4 +189,7 @@ def score_detection(planted: list[int], detected: list[int]) -> dict[str, float]
         "false_positive_rate": sum(d > 0 for d in controls) / len(controls) if controls else nan,
         "n_planted": n_planted,
         "n_detected": n_detected,
+        "hits": hits,
+        "n_controls": len(controls),
+        "false_positives": sum(d > 0 for d in controls),
     }
