@@ -52,11 +52,14 @@ class PlantedGapTask:
     """Sizes of the generated problems.
 
     Args:
-        min_ops / max_ops: operations per problem (the student-style solution has one step per
+        min_ops: fewest operations per problem (the student-style solution has one step per
             operation plus the answer step).
+        max_ops: most operations per problem.
         gap_share: fraction of problems whose expert solution carries a planted gap.
-        max_start / max_delta / max_value: range of the starting amount, of each change and of every
-            running total. Small numbers keep the student's arithmetic learnable in minutes on a CPU.
+        max_start: largest starting amount.
+        max_delta: largest single change.
+        max_value: largest running total. Small numbers keep the student's arithmetic learnable in
+            minutes on a CPU.
     """
 
     min_ops: int = 3
