@@ -13,7 +13,7 @@ from .answers import extract_boxed
 from .backends.base import GenerationBackend
 from .config import DartConfig
 from .examples import Example, ExampleError, parse_example
-from .simulation import rollout
+from .simulation import SampleJob, run_jobs
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -47,8 +47,11 @@ def evaluate_student(
     ks: tuple[int, ...] = (1,),
     verifier: Any = None,
     progress: bool = True,
+    batch_problems: int = 64,
 ) -> dict[str, Any]:
     """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with math-verify.
+
+    `batch_problems` problems share one backend call (and the backend's batches).
 
     Returns `accuracy` (mean correct fraction over all samples), `pass@k` for each k, counts, cost and
     per-row results. Rows that cannot be read are counted in `errors`, not scored.
@@ -57,18 +60,31 @@ def evaluate_student(
 
     config = config or DartConfig()
     verifier = verifier or MathVerifier(timeout=config.verify_timeout)
-    per_row, errors, tokens = [], 0, 0
-    start = time.perf_counter()
-    for row in tqdm(dataset, desc="evaluate", unit="problem", disable=not progress):
+    per_row: list[dict[str, Any]] = []
+    readable: list[tuple[int, Example]] = []
+    for i, row in enumerate(dataset):
         try:
-            example = _example(row, config)
+            readable.append((i, _example(row, config)))
+            per_row.append({})
         except ExampleError as err:
-            errors += 1
             per_row.append({"correct": None, "error": str(err)})
-            continue
-        rollouts = rollout(example, [0], n_samples, "eval", backend, verifier, config)[0]
-        tokens += sum(r.completion.num_tokens for r in rollouts)
-        per_row.append({"correct": sum(r.correct for r in rollouts), "answers": [r.answer for r in rollouts], "error": ""})
+    errors, tokens = len(per_row) - len(readable), 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(readable), desc="evaluate", unit="problem", disable=not progress)
+    # Problems go to the backend in groups, so its batches stay full; samples are seeded per problem,
+    # so the grouping does not change them.
+    for first in range(0, len(readable), batch_problems):
+        group = readable[first : first + batch_problems]
+        work = [(example, SampleJob(0, n_samples, "eval")) for _, example in group]
+        for (i, _), rollouts in zip(group, run_jobs(work, backend, verifier, config)):
+            if isinstance(rollouts, BaseException):  # a request that failed (HTTP backends): not scored
+                errors += 1
+                per_row[i] = {"correct": None, "error": f"{type(rollouts).__name__}: {rollouts}"}
+                continue
+            tokens += sum(r.completion.num_tokens for r in rollouts)
+            per_row[i] = {"correct": sum(r.correct for r in rollouts), "answers": [r.answer for r in rollouts], "error": ""}
+        bar.update(len(group))
+    bar.close()
     scored = [r["correct"] for r in per_row if r["correct"] is not None]
     result: dict[str, Any] = {
         "n_problems": len(per_row),

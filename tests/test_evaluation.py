@@ -29,3 +29,27 @@ def test_evaluate_student_scores_answers_with_math_verify():
     assert result["n_scored"] == 2 and result["errors"] == 1
     assert result["accuracy"] == pytest.approx(0.5)
     assert result["pass@2"] == pytest.approx(1 - (2 / 4) * (1 / 3))
+
+
+def test_grouping_problems_into_backend_calls_does_not_change_the_scores():
+    """Problems share backend calls for speed; samples are seeded per problem, so the counts are the same."""
+    from dart_hf import DartConfig
+    from dart_hf.tasks.planted_gap import PlantedGapTask
+    from dart_hf.tasks.student import planted_student
+
+    ds = PlantedGapTask().generate(6, seed=3)
+    backend_calls = []
+
+    from dart_hf.backends.transformers import TransformersBackend
+
+    backend = TransformersBackend(planted_student(), device="cpu")
+    generate = backend.generate
+    backend.generate = lambda requests: backend_calls.append(len(requests)) or generate(requests)
+    cfg = DartConfig(max_new_tokens=48, seed=1)
+    one = evaluate_student(backend, ds, cfg, n_samples=2, progress=False, batch_problems=1)
+    assert backend_calls == [1] * 6
+    backend_calls.clear()
+    grouped = evaluate_student(backend, ds, cfg, n_samples=2, progress=False, batch_problems=4)
+    assert backend_calls == [4, 2]
+    assert [r["correct"] for r in one["rows"]] == [r["correct"] for r in grouped["rows"]]
+    assert one["accuracy"] > 0.5  # the planted-gap student solves most plain problems
