@@ -131,6 +131,9 @@ def test_study_writes_every_output_with_all_conditions_and_seeds(study_run):
     assert s["dart"]["gen_tokens"] > 0 and s["rft"]["gen_tokens"] >= s["pass_rate"]["gen_tokens"] > 0
     assert s["pass_rate"]["train_rows"] <= 8 and s["rft"]["train_rows"] <= 8
     assert "pass@1_minus_static" in s["dart"] and "pass@1_minus_static" not in s["static"]
+    dart_pairs = {k for k in s["dart"] if k.startswith("pass@1_minus_")}
+    assert dart_pairs == {f"pass@1_minus_{c}" for c in ("base", "static", "pass_rate", "rft")}
+    assert "| DART − RFT (own verified samples) |" in (out / "results.md").read_text()
     table = (out / "results.md").read_text()
     assert all(label in table for label in ("static SFT", "DART-adapted SFT", "pass-rate filtering", "RFT"))
     assert "DART-adapted SFT" in proc.stdout  # the table is printed too

@@ -47,7 +47,9 @@ class StudyConfig:
     )
 
     # Training (identical for every condition)
-    learning_rate: float = field(default=5e-4, metadata={"help": "SFT learning rate."})
+    learning_rate: float = field(
+        default=1e-4, metadata={"help": "SFT learning rate (1e-4 keeps the planted-gap student intact under SFT on its own samples)."}
+    )
     num_train_epochs: float = field(default=3.0, metadata={"help": "SFT epochs."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})
     max_length: int = field(default=256, metadata={"help": "SFT max tokens per example."})

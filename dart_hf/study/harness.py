@@ -229,7 +229,9 @@ def aggregate(runs: dict[str, list[dict[str, Any]]], config: StudyConfig) -> dic
             m = matrices[condition][k]
             entry[f"pass@{k}"] = bootstrap_mean(m, config.bootstrap)
             entry[f"pass@{k}_per_seed"] = [float(np.nanmean(row)) for row in m]
-            for other in ("static", BASE):
+            # every condition against static SFT and the untouched student; DART against every other condition
+            others = [c for c in matrices if c != condition] if condition == "dart" else ["static", BASE]
+            for other in others:
                 if other in matrices and other != condition:
                     entry[f"pass@{k}_minus_{other}"] = bootstrap_mean(m, config.bootstrap, baseline=matrices[other][k])
         summary[condition] = entry

@@ -42,6 +42,11 @@ def results_table(results: Mapping[str, Any]) -> str:
         cells = [LABELS[condition], f"{e['train_rows']:.0f}"] + [_ci(e[f"pass@{k}"]) for k in ks]
         cells += [_diff(diff) if diff else "—", f"{e['gen_tokens']:,.0f}", f"{e['gen_seconds']:.0f}", f"{e['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    dart = summary.get("dart", {})
+    pairs = [c for c in [BASE, *CONDITIONS] if f"pass@{ks[0]}_minus_{c}" in dart]
+    if pairs:
+        lines += ["", f"| paired difference | pass@{ks[0]} [95% CI] |", "|---|---|"]
+        lines += [f"| DART − {LABELS[c]} | {_diff(dart[f'pass@{ks[0]}_minus_{c}'])} |" for c in pairs]
     return "\n".join(lines)
 
 
