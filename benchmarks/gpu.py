@@ -332,8 +332,16 @@ class ScriptedVerifier:
     def verify_many(self, pairs: list[tuple[str, Optional[str]]]) -> list[bool]:
         return [self.verify(gold, pred) for gold, pred in pairs]
 
+    def judge_many(self, pairs: list[tuple[str, Optional[str]]]) -> list[Any]:
+        from dart_hf.verification import Verdict
+
+        return [Verdict(correct, False) for correct in self.verify_many(pairs)]
+
     def check_gold(self, gold: str) -> Optional[str]:
         return None
+
+    def inspect_gold(self, gold: str) -> tuple[Optional[str], bool]:
+        return None, False
 
     def close(self) -> None:
         pass

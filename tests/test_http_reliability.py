@@ -292,7 +292,9 @@ def test_death_of_one_of_two_urls_mid_run_loses_no_row(serve):
     out = rows(4).map(adapter(backend([first.url, second.url], max_retries=2)), batched=True, batch_size=1,
                       load_from_cache_file=False)
     assert all(a != "error" for a in out["dart_action"]), out["dart_error"]
-    assert first.count() == 4 and second.count() >= 8  # the second URL took over
+    # the second URL took over; the dying first server may still accept a request that races its
+    # shutdown (seen once under load: 5), so its count is at least, not exactly, the 4 it served
+    assert first.count() >= 4 and second.count() >= 8
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
