@@ -155,3 +155,9 @@ def test_wilson_interval_brackets_the_rate():
     assert low < 65 / 71 < high and high - low < 0.2
     assert wilson_interval(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and wilson_interval(0, 10)[1] > 0.2
     assert math.isnan(wilson_interval(0, 0)[0])
+
+
+def test_study_help_lists_the_config_fields():
+    proc = subprocess.run([sys.executable, "-m", "dart_hf", "study", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--n_train" in proc.stdout and "--pass_rate_band" in proc.stdout and "95% intervals" in proc.stdout

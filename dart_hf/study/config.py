@@ -57,7 +57,7 @@ class StudyConfig:
     # Evaluation
     eval_samples: int = field(default=4, metadata={"help": "Samples per held-out problem."})
     ks: list[int] = field(default_factory=lambda: [1, 4], metadata={"help": "pass@k reported."})
-    bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95% intervals."})
+    bootstrap: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95%% intervals."})
 
     output_dir: str = field(default="outputs/study", metadata={"help": "Where results.json, results.md, study.png go."})
     use_cpu: bool = field(default=True, metadata={"help": "Train and generate on the CPU."})
