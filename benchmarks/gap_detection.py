@@ -30,7 +30,15 @@ from dart_hf.study.stats import wilson_interval
 from dart_hf.tasks.planted_gap import PlantedGapTask, score_detection
 from dart_hf.tasks.student import planted_student
 
-BASE = dict(n_sim=4, temperature=0.7, gap_rule="drop", gap_margin=0.5, gap_threshold=0.5, early_stop=False, adaptive_sampling=False)
+BASE = dict(
+    n_sim=4,
+    temperature=0.7,
+    gap_rule="drop",
+    gap_margin=0.5,
+    gap_threshold=0.5,
+    early_stop=False,
+    adaptive_sampling=False,
+)
 
 #: (group, label, overrides of BASE)
 SETTINGS = [
@@ -60,13 +68,27 @@ def run(args: argparse.Namespace) -> list[dict]:
             continue
         cfg = DartConfig(**{**BASE, **overrides}, n_explore=0, max_new_tokens=args.max_new_tokens, seed=args.seed)
         start = time.perf_counter()
-        out = problems.map(DartAdapter(backend, cfg, progress=False), batched=True, batch_size=len(problems), load_from_cache_file=False, desc=label)
+        out = problems.map(
+            DartAdapter(backend, cfg, progress=False),
+            batched=True,
+            batch_size=len(problems),
+            load_from_cache_file=False,
+            desc=label,
+        )
         seconds = time.perf_counter() - start
         detected, tokens = out["dart_gap_step"], sum(out["dart_tokens_generated"])
-        row = {"group": group, "setting": label, **score_detection(planted, detected), "tokens": tokens, "seconds": seconds}
+        row = {
+            "group": group,
+            "setting": label,
+            **score_detection(planted, detected),
+            "tokens": tokens,
+            "seconds": seconds,
+        }
         row["f0"] = sum(s[0] for s in out["dart_step_success"]) / len(out)
         switches = cfg.early_stop or cfg.adaptive_sampling
-        key = json.dumps({k: getattr(cfg, k) for k in BASE if k not in ("early_stop", "adaptive_sampling")}, sort_keys=True)
+        key = json.dumps(
+            {k: getattr(cfg, k) for k in BASE if k not in ("early_stop", "adaptive_sampling")}, sort_keys=True
+        )
         if group == "base":
             row["aligned_f"] = aligned_profile(out["dart_step_success"], planted)
         if not switches:
@@ -135,7 +157,10 @@ def main(argv=None) -> int:
         json.dump({"args": vars(args), "results": results}, f, indent=2)
     base = next((r for r in results if r["group"] == "base"), None)
     if base:
-        print("\nmean f around the planted step (base setting): " + ", ".join(f"{k} = {v:.2f}" for k, v in base["aligned_f"].items()))
+        print(
+            "\nmean f around the planted step (base setting): "
+            + ", ".join(f"{k} = {v:.2f}" for k, v in base["aligned_f"].items())
+        )
     print(f"\nwrote {args.out}")
     return 0
 

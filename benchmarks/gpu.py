@@ -26,7 +26,7 @@ is 1 when any check failed (a throughput ratio below target is reported, not fai
     python benchmarks/gpu.py --device cpu --tiny --out outputs/gpu    # CPU smoke run, seconds
     bash scripts/gpu_check.sh                                         # what the GPU machine runs
 
-`--tiny` replaces the SmolLM2 shape by `dart_hf.testing.build_tiny_student` and uses small sizes (the
+`--tiny` replaces the SmolLM2 shape by `dart_hf.local_models.build_tiny_student` and uses small sizes (the
 default test suite runs it). The SmolLM2-135M config and tokenizer come from
 `benchmarks/assets/smollm2_135m/`, read once from the GGUF student (`--extract-assets` rewrites them).
 """
@@ -159,7 +159,9 @@ def _run(cmd: list[str], timeout: float, cwd: Path = ROOT) -> dict[str, Any]:
     except subprocess.TimeoutExpired as exc:
         rc = None
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = (exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")) + f"\n[timed out after {timeout} s]"
+        err = (
+            exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        ) + f"\n[timed out after {timeout} s]"
     return {
         "command": " ".join(str(c) for c in cmd),
         "returncode": rc,
@@ -173,7 +175,8 @@ def _run(cmd: list[str], timeout: float, cwd: Path = ROOT) -> dict[str, Any]:
 def chat_prompt(tokenizer: Any, problem: str, prefix: str) -> str:
     """What DART sends: the student's chat template with its assistant turn begun, plus the expert prefix."""
     from dart_hf.config import DartConfig
-    from dart_hf.examples import parse_example, render_prompt
+    from dart_hf.example import parse_example
+    from dart_hf.prompts import render_prompt
 
     config = DartConfig()
     example = parse_example({"problem": problem, "solution": prefix or "x", "answer": "0"}, config)
@@ -198,7 +201,7 @@ def extract_assets(out: Path = ASSETS) -> Path:
     import tokenizers
     from transformers import AutoConfig, AutoTokenizer
 
-    from dart_hf.testing import smollm2_gguf_path
+    from dart_hf.local_models import smollm2_gguf_path
 
     gguf = Path(smollm2_gguf_path())
     config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -269,8 +272,13 @@ def _diff(ours: Any, ref_ids: list[int], tok: Any, index: int) -> Optional[dict[
     if ours.text == ref_text and ours.num_tokens == len(ref_ids):
         return None
     first = next((k for k, (a, b) in enumerate(zip(ours.text, ref_text)) if a != b), min(len(ours.text), len(ref_text)))
-    return {"prompt": index, "tokens": [ours.num_tokens, len(ref_ids)], "first_diff_char": first,
-            "ours": ours.text[max(0, first - 20) : first + 40], "generate": ref_text[max(0, first - 20) : first + 40]}
+    return {
+        "prompt": index,
+        "tokens": [ours.num_tokens, len(ref_ids)],
+        "first_diff_char": first,
+        "ours": ours.text[max(0, first - 20) : first + 40],
+        "generate": ref_text[max(0, first - 20) : first + 40],
+    }
 
 
 def greedy_equivalence(student: str, device: str, dtype_name: str, max_new_tokens: int) -> dict[str, Any]:
@@ -407,7 +415,11 @@ def _guard(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     try:
         result = fn(*args)
     except Exception as err:  # recorded, not raised
-        result = {"ok": False, "error": f"{type(err).__name__}: {err}", "traceback": _tail(traceback.format_exc(), 2500)}
+        result = {
+            "ok": False,
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": _tail(traceback.format_exc(), 2500),
+        }
     result["seconds"] = round(time.perf_counter() - start, 2)
     return result
 
@@ -439,8 +451,14 @@ def _requests(rows: list[tuple[str, int]], new_tokens: int, temperature: float) 
         else:
             runs.append([prompt, sample, 1])
     return [
-        GenerationRequest(prompt, n=n, seed=zlib.crc32(prompt.encode()), temperature=temperature,
-                          max_new_tokens=new_tokens, first_sample=first)
+        GenerationRequest(
+            prompt,
+            n=n,
+            seed=zlib.crc32(prompt.encode()),
+            temperature=temperature,
+            max_new_tokens=new_tokens,
+            first_sample=first,
+        )
         for prompt, first, n in runs
     ]
 
@@ -476,8 +494,14 @@ def _generate_impl(model: Any, tokenizer: Any, rows: list[tuple[str, int]], temp
 
     def run(new_tokens: int) -> int:
         config = GenerationConfig(
-            do_sample=True, temperature=temperature, top_p=1.0, top_k=0, max_new_tokens=new_tokens,
-            min_new_tokens=None, eos_token_id=None, pad_token_id=tokenizer.pad_token_id,
+            do_sample=True,
+            temperature=temperature,
+            top_p=1.0,
+            top_k=0,
+            max_new_tokens=new_tokens,
+            min_new_tokens=None,
+            eos_token_id=None,
+            pad_token_id=tokenizer.pad_token_id,
         )
         torch.manual_seed(0)
         out = model.generate(**enc, generation_config=config)
@@ -511,7 +535,9 @@ def _busy(impl: _Impl, new_tokens: int, device: Any) -> tuple[float, float]:
     if cuda:  # the union of the device events' intervals (kernels, copies): also right if streams overlap
         from torch.autograd import DeviceType
 
-        spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA)
+        spans = sorted(
+            (e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA
+        )
         busy, reach = 0.0, float("-inf")
         for begin, end in spans:
             if end > reach:
@@ -539,8 +565,11 @@ def _decode_step_profile(impl: _Impl, device: Any, steps: int) -> dict[str, Any]
     wall_step = (walls[1 + steps] - walls[1]) / steps
     busy_step = (busy[1 + steps] - busy[1]) / steps
     share = None if wall_step <= 0 else min(1.0, max(0.0, 1.0 - busy_step / wall_step))
-    return {"decode_ms_per_step": round(wall_step * 1e3, 3), "busy_ms_per_step": round(busy_step * 1e3, 3),
-            "python_share": None if share is None else round(share, 3)}
+    return {
+        "decode_ms_per_step": round(wall_step * 1e3, 3),
+        "busy_ms_per_step": round(busy_step * 1e3, 3),
+        "python_share": None if share is None else round(share, 3),
+    }
 
 
 def _host_breakdown(impl: _Impl, device: Any, steps: int) -> dict[str, Any]:
@@ -607,10 +636,16 @@ def section_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
         rows_out = []
         for batch in args.batch_sizes:
             rows = _rows_for(prompts, args.n_sim, batch)
-            impls = [_backend_impl(model, tokenizer, rows, args.temperature),
-                     _generate_impl(model, tokenizer, rows, args.temperature)]
-            row: dict[str, Any] = {"batch_size": batch, "rows": len(rows), "distinct_prompts": len({p for p, _ in rows}),
-                                   "new_tokens": args.max_new_tokens}
+            impls = [
+                _backend_impl(model, tokenizer, rows, args.temperature),
+                _generate_impl(model, tokenizer, rows, args.temperature),
+            ]
+            row: dict[str, Any] = {
+                "batch_size": batch,
+                "rows": len(rows),
+                "distinct_prompts": len({p for p, _ in rows}),
+                "new_tokens": args.max_new_tokens,
+            }
             for impl in impls:  # warm-up: kernels, allocator, cuBLAS handles for these shapes
                 impl.run(2)
             for impl in impls:
@@ -633,8 +668,11 @@ def section_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
             row["ratio"] = round(row["backend_tok_s"] / row["generate_tok_s"], 3)
             row["fixed_length"] = row["backend_tokens"] == row["generate_tokens"] == batch * args.max_new_tokens
             rows_out.append(row)
-            print(f"  throughput B={batch}: backend {row['backend_tok_s']} tok/s, generate {row['generate_tok_s']} "
-                  f"tok/s, ratio {row['ratio']}", flush=True)
+            print(
+                f"  throughput B={batch}: backend {row['backend_tok_s']} tok/s, generate {row['generate_tok_s']} "
+                f"tok/s, ratio {row['ratio']}",
+                flush=True,
+            )
             del impls
             if torch.device(device).type == "cuda":
                 torch.cuda.empty_cache()
@@ -646,8 +684,13 @@ def section_throughput(ctx: dict[str, Any]) -> dict[str, Any]:
         "model": ctx["bench_name"],
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "prompts": {"count": len(prompts), "tokens_min": min(lengths), "tokens_max": max(lengths),
-                    "n_sim": args.n_sim, "temperature": args.temperature},
+        "prompts": {
+            "count": len(prompts),
+            "tokens_min": min(lengths),
+            "tokens_max": max(lengths),
+            "n_sim": args.n_sim,
+            "temperature": args.temperature,
+        },
         "ratio_target": RATIO_TARGET,
         "ratio_min": min(r["ratio"] for r in rows_out),
         "meets_target": all(r["ratio"] >= RATIO_TARGET for r in rows_out),
@@ -667,13 +710,15 @@ def training_rows(n: int = 16) -> list[dict[str, Any]]:
         explored = i % 2 == 0
         own = f"Continuing on my own, step {i}: we finish the computation and get \\boxed{{{answer}}}."
         solution = expert + (own if explored else "".join(s + "\n\n" for s in steps[1 + i % 2 :]).rstrip())
-        rows.append({
-            "prompt": [{"role": "user", "content": problem}],
-            "completion": [{"role": "assistant", "content": solution}],
-            "dart_solution": solution,
-            "dart_student_start": len(expert) if explored else -1,
-            "dart_action": "explore" if explored else "imitate",
-        })
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": problem}],
+                "completion": [{"role": "assistant", "content": solution}],
+                "dart_solution": solution,
+                "dart_student_start": len(expert) if explored else -1,
+                "dart_action": "explore" if explored else "imitate",
+            }
+        )
     return rows
 
 
@@ -690,14 +735,30 @@ def train(student: str, device: str, steps: int, lr: float, out_dir: str, bf16: 
     cpu = device == "cpu"
     dtype = torch.bfloat16 if bf16 else torch.float32
     args = DartSFTConfig(
-        output_dir=out_dir, max_steps=steps, per_device_train_batch_size=4, gradient_accumulation_steps=1,
-        learning_rate=lr, lr_scheduler_type="constant", logging_steps=1, max_length=512, bf16=bf16,
-        activation_checkpointing=False, use_cpu=cpu, report_to="none", save_strategy="no", disable_tqdm=True,
-        seed=0, expert_weight=1.0, explore_weight=0.5, dataloader_num_workers=0,
+        output_dir=out_dir,
+        max_steps=steps,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=1,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        max_length=512,
+        bf16=bf16,
+        activation_checkpointing=False,
+        use_cpu=cpu,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=0,
+        expert_weight=1.0,
+        explore_weight=0.5,
+        dataloader_num_workers=0,
     )
     model = AutoModelForCausalLM.from_pretrained(student, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(student)
-    trainer = DartTrainer(model, args=args, train_dataset=Dataset.from_list(training_rows()), processing_class=tokenizer)
+    trainer = DartTrainer(
+        model, args=args, train_dataset=Dataset.from_list(training_rows()), processing_class=tokenizer
+    )
     if not cpu:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
@@ -736,20 +797,48 @@ def section_training(ctx: dict[str, Any]) -> dict[str, Any]:
     lr = 1e-2 if args.tiny else 1e-3
     work = ctx["work"]
     results: dict[str, Any] = {}
-    results["in_process"] = _guard(train, ctx["bench_student"], device, args.train_steps, lr, str(work / "train_in_process"), bf16)
+    results["in_process"] = _guard(
+        train, ctx["bench_student"], device, args.train_steps, lr, str(work / "train_in_process"), bf16
+    )
     result_file = work / "train_accelerate.json"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
-           "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "bf16" if bf16 else "no",
-           "--main_process_port", str(29500 + os.getpid() % 1000),
-           str(Path(__file__).resolve()), "--worker", "train", "--device", device, "--student", ctx["bench_student"],
-           "--train-steps", str(args.train_steps), "--lr", str(lr), "--out", str(work / "train_accelerate"),
-           "--result", str(result_file)] + (["--bf16"] if bf16 else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ACCELERATE_CONFIG),
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "bf16" if bf16 else "no",
+        "--main_process_port",
+        str(29500 + os.getpid() % 1000),
+        str(Path(__file__).resolve()),
+        "--worker",
+        "train",
+        "--device",
+        device,
+        "--student",
+        ctx["bench_student"],
+        "--train-steps",
+        str(args.train_steps),
+        "--lr",
+        str(lr),
+        "--out",
+        str(work / "train_accelerate"),
+        "--result",
+        str(result_file),
+    ] + (["--bf16"] if bf16 else [])
     launched = _run(cmd, timeout=args.subprocess_timeout)
     if result_file.exists():
         launched["result"] = json.loads(result_file.read_text())
     inner = launched.get("result") or {}
     expected_group = "nccl" if device != "cpu" else "gloo"
-    launched["ok"] = bool(launched["returncode"] == 0 and inner.get("ok") and inner.get("process_group") == expected_group)
+    launched["ok"] = bool(
+        launched["returncode"] == 0 and inner.get("ok") and inner.get("process_group") == expected_group
+    )
     launched["expected_process_group"] = expected_group
     results["accelerate_launch"] = launched
     return {"ok": all(r.get("ok") for r in results.values()), **results}
@@ -779,15 +868,42 @@ def section_recipe(ctx: dict[str, Any]) -> dict[str, Any]:
     args, work = ctx["args"], ctx["work"]
     data = work / "expert.jsonl"
     problems = [
-        {"problem": problem, "solution": "\n\n".join(steps[: ctx["max_steps"]]) + f"\n\nSo \\boxed{{{answer}}}.", "answer": answer}
+        {
+            "problem": problem,
+            "solution": "\n\n".join(steps[: ctx["max_steps"]]) + f"\n\nSo \\boxed{{{answer}}}.",
+            "answer": answer,
+        }
         for problem, steps, answer in SOLUTIONS[: ctx["n_solutions"]]
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in problems))
     out = work / "adapted"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1",
-           "recipes/adapt.py", "--dataset_name", str(data), "--student", ctx["bench_student"], "--output_dir", str(out),
-           "--n_sim", str(ctx["recipe_n_sim"]), "--n_explore", "2", "--max_new_tokens", str(ctx["recipe_tokens"]),
-           "--temperature", "0.7", "--chunk_size", "2", "--generation_batch_size", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "1",
+        "recipes/adapt.py",
+        "--dataset_name",
+        str(data),
+        "--student",
+        ctx["bench_student"],
+        "--output_dir",
+        str(out),
+        "--n_sim",
+        str(ctx["recipe_n_sim"]),
+        "--n_explore",
+        "2",
+        "--max_new_tokens",
+        str(ctx["recipe_tokens"]),
+        "--temperature",
+        "0.7",
+        "--chunk_size",
+        "2",
+        "--generation_batch_size",
+        "64",
+    ]
     result = _run(cmd, timeout=args.subprocess_timeout)
     stats_file = out / "stats.json"
     if stats_file.exists():
@@ -797,7 +913,8 @@ def section_recipe(ctx: dict[str, Any]) -> dict[str, Any]:
         result["rows_in"], result["rows_out"] = len(problems), len(dataset)
         result["tokens_per_s"] = round(stats["tokens_generated"] / max(stats["wall_seconds"], 1e-9), 1)
     result["ok"] = bool(
-        result["returncode"] == 0 and result.get("rows_out") == len(problems)
+        result["returncode"] == 0
+        and result.get("rows_out") == len(problems)
         and (result.get("stats") or {}).get("num_processes") == 1
     )
     return result
@@ -817,8 +934,12 @@ def environment(device: str) -> dict[str, Any]:
             versions[name] = md.version(name)
         except md.PackageNotFoundError:
             versions[name] = None
-    env = {"python": platform.python_version(), "platform": platform.platform(), "versions": versions,
-           "cpu_threads": torch.get_num_threads()}
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "cpu_threads": torch.get_num_threads(),
+    }
     if device == "cuda" and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name()
         env["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
@@ -857,9 +978,11 @@ def markdown(report: dict[str, Any]) -> str:
             if "error" in check:
                 detail = check["error"][:120]
             elif name.startswith("greedy"):
-                detail = (f"{check['equal_alone']}/{check['prompts']} continuations equal to model.generate one prompt "
-                          f"per call, {check['equal_batched']}/{check['prompts']} in one batched call"
-                          f"{'' if check['batched_required'] else ' (reported only)'} ({check['model_device']})")
+                detail = (
+                    f"{check['equal_alone']}/{check['prompts']} continuations equal to model.generate one prompt "
+                    f"per call, {check['equal_batched']}/{check['prompts']} in one batched call"
+                    f"{'' if check['batched_required'] else ' (reported only)'} ({check['model_device']})"
+                )
             else:
                 detail = f"actions {check['actions']}, gap steps {check['gap_steps']} ({check['model_device']})"
             lines.append(f"| {name} | {check.get('ok')} | {detail} |")
@@ -867,7 +990,9 @@ def markdown(report: dict[str, Any]) -> str:
     if t.get("rows"):
         p = t["prompts"]
         lines += [
-            "", "## 2. Throughput", "",
+            "",
+            "## 2. Throughput",
+            "",
             f"{t['model']} ({t['parameters'] / 1e6:.1f}M parameters, {t['dtype']}, random weights); "
             f"{p['count']} DART prompts ({p['tokens_min']}-{p['tokens_max']} tokens) x n_sim {p['n_sim']}, cycled to B rows, "
             f"temperature {p['temperature']}; every row generates {t['rows'][0]['new_tokens']} tokens. "
@@ -879,22 +1004,50 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for r in t["rows"]:
             lines.append(
-                "| " + " | ".join(_fmt(r.get(k)) for k in (
-                    "batch_size", "backend_tok_s", "generate_tok_s", "ratio", "backend_peak_mib", "generate_peak_mib",
-                    "backend_decode_ms_per_step", "generate_decode_ms_per_step", "backend_python_share",
-                    "generate_python_share")) + " |"
+                "| "
+                + " | ".join(
+                    _fmt(r.get(k))
+                    for k in (
+                        "batch_size",
+                        "backend_tok_s",
+                        "generate_tok_s",
+                        "ratio",
+                        "backend_peak_mib",
+                        "generate_peak_mib",
+                        "backend_decode_ms_per_step",
+                        "generate_decode_ms_per_step",
+                        "backend_python_share",
+                        "generate_python_share",
+                    )
+                )
+                + " |"
             )
-        lines += ["", f"Ratio target >= {t['ratio_target']}: {'met' if t['meets_target'] else 'not met'} (min {t['ratio_min']}).",
-                  "", "Backend host time per decode step (ms; forward + select close to the step: launch-bound):", "",
-                  "| B | step | forward enqueue | select | other (device wait, row bookkeeping) |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"Ratio target >= {t['ratio_target']}: {'met' if t['meets_target'] else 'not met'} (min {t['ratio_min']}).",
+            "",
+            "Backend host time per decode step (ms; forward + select close to the step: launch-bound):",
+            "",
+            "| B | step | forward enqueue | select | other (device wait, row bookkeeping) |",
+            "|---|---|---|---|---|",
+        ]
         for r in t["rows"]:
             h = r.get("backend_host") or {}
-            lines.append(f"| {r['batch_size']} | " + " | ".join(_fmt(h.get(k)) for k in ("step_ms", "forward_enqueue_ms", "select_ms", "other_ms"))
-                         + (f" {h['error'][:80]}" if "error" in h else "") + " |")
+            lines.append(
+                f"| {r['batch_size']} | "
+                + " | ".join(_fmt(h.get(k)) for k in ("step_ms", "forward_enqueue_ms", "select_ms", "other_ms"))
+                + (f" {h['error'][:80]}" if "error" in h else "")
+                + " |"
+            )
     tr = sections.get("training", {})
     if "in_process" in tr:
-        lines += ["", "## 3. Training", "", "| run | ok | steps | loss first -> last | s/step | dtype | process group | peak MiB |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## 3. Training",
+            "",
+            "| run | ok | steps | loss first -> last | s/step | dtype | process group | peak MiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name in ("in_process", "accelerate_launch"):
             run = tr.get(name) or {}
             res = run.get("result", run) if name == "accelerate_launch" else run
@@ -902,16 +1055,22 @@ def markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {name} | False | error: {res['error'][:80]} | | | | | |")
                 continue
             loss = f"{_fmt(res.get('loss_first'))} -> {_fmt(res.get('loss_last'))}"
-            lines.append(f"| {name} | {run.get('ok')} | {_fmt(res.get('steps'))} | {loss} | {_fmt(res.get('seconds_per_step'))} "
-                         f"| {res.get('param_dtype', '–')} | {res.get('process_group') or 'none'} | {_fmt(res.get('peak_mib'))} |")
+            lines.append(
+                f"| {name} | {run.get('ok')} | {_fmt(res.get('steps'))} | {loss} | {_fmt(res.get('seconds_per_step'))} "
+                f"| {res.get('param_dtype', '–')} | {res.get('process_group') or 'none'} | {_fmt(res.get('peak_mib'))} |"
+            )
     rc = sections.get("recipe", {})
     if "returncode" in rc:
         stats = rc.get("stats") or {}
-        lines += ["", "## 4. Recipe under torchrun", "",
-                  f"exit {rc['returncode']}, {rc['seconds']} s; rows {rc.get('rows_in')} -> {rc.get('rows_out')}; "
-                  f"processes {stats.get('num_processes')}; actions {stats.get('actions')}; "
-                  f"{_fmt(stats.get('tokens_generated'))} tokens at {_fmt(rc.get('tokens_per_s'))} tok/s; "
-                  f"NCCL log seen: {rc.get('nccl_log_seen')}"]
+        lines += [
+            "",
+            "## 4. Recipe under torchrun",
+            "",
+            f"exit {rc['returncode']}, {rc['seconds']} s; rows {rc.get('rows_in')} -> {rc.get('rows_out')}; "
+            f"processes {stats.get('num_processes')}; actions {stats.get('actions')}; "
+            f"{_fmt(stats.get('tokens_generated'))} tokens at {_fmt(rc.get('tokens_per_s'))} tok/s; "
+            f"NCCL log seen: {rc.get('nccl_log_seen')}",
+        ]
     errors = [(n, s["error"]) for n, s in sections.items() if s.get("error")]
     if errors:
         lines += ["", "## Errors", ""] + [f"- {n}: `{e[:300]}`" for n, e in errors]
@@ -930,15 +1089,25 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     parser.add_argument("--tiny", action="store_true", help="tiny student and small sizes (the CPU smoke run)")
     parser.add_argument("--out", default="outputs/gpu_check", help="folder for gpu_check.json and gpu_check.md")
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=None, help="comma-separated (default 32,128,512; tiny 4,16)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="tokens every throughput row generates (default 256; tiny 16)")
+    parser.add_argument(
+        "--batch-sizes", type=_batch_sizes, default=None, help="comma-separated (default 32,128,512; tiny 4,16)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=None, help="tokens every throughput row generates (default 256; tiny 16)"
+    )
     parser.add_argument("--n-sim", type=int, default=4, help="samples per DART prompt")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of the throughput rows")
-    parser.add_argument("--profile-steps", type=int, default=None, help="decode steps profiled per run (default 16; tiny 8)")
+    parser.add_argument(
+        "--profile-steps", type=int, default=None, help="decode steps profiled per run (default 16; tiny 8)"
+    )
     parser.add_argument("--train-steps", type=int, default=20)
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
     parser.add_argument("--subprocess-timeout", type=float, default=240.0, help="seconds for each launched run")
-    parser.add_argument("--extract-assets", action="store_true", help="(re)write benchmarks/assets/smollm2_135m from the GGUF and exit")
+    parser.add_argument(
+        "--extract-assets", action="store_true", help="(re)write benchmarks/assets/smollm2_135m from the GGUF and exit"
+    )
     # internal: the process `accelerate launch` starts
     parser.add_argument("--worker", choices=["train"], help=argparse.SUPPRESS)
     parser.add_argument("--student", help=argparse.SUPPRESS)
@@ -965,7 +1134,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     import torch
 
-    from dart_hf.testing import build_tiny_student
+    from dart_hf.local_models import build_tiny_student
 
     started = time.perf_counter()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -980,14 +1149,18 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="dart_gpu_check_"))
     device = args.device
-    ctx: dict[str, Any] = {"args": args, "device": device, "work": work,
-                           "dtype": "bfloat16" if device == "cuda" else "float32",
-                           "tiny": build_tiny_student(work / "tiny", seed=0)}
+    ctx: dict[str, Any] = {
+        "args": args,
+        "device": device,
+        "work": work,
+        "dtype": "bfloat16" if device == "cuda" else "float32",
+        "tiny": build_tiny_student(work / "tiny", seed=0),
+    }
     sections: dict[str, dict[str, Any]] = {}
     # the throughput / training / recipe model: SmolLM2-135M-shaped (bf16 on CUDA), or the tiny student
     try:
         if args.tiny:
-            ctx["bench_name"] = "tiny Qwen2 (dart_hf.testing.build_tiny_student)"
+            ctx["bench_name"] = "tiny Qwen2 (dart_hf.local_models.build_tiny_student)"
             ctx["bench_model"], ctx["bench_tokenizer"] = load_model(ctx["tiny"], device, _dtype(ctx["dtype"]))
             ctx["bench_student"] = ctx["tiny"]
             ctx.update(n_solutions=2, max_steps=3, recipe_tokens=16, recipe_n_sim=2)
@@ -1003,8 +1176,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     for name in wanted:
         print(f"[gpu_check] {name} ...", flush=True)
         start = time.perf_counter()
-        fn = {"correctness": section_correctness, "throughput": section_throughput,
-              "training": section_training, "recipe": section_recipe}[name]
+        fn = {
+            "correctness": section_correctness,
+            "throughput": section_throughput,
+            "training": section_training,
+            "recipe": section_recipe,
+        }[name]
         try:
             if name != "correctness" and "setup_error" in ctx:
                 raise RuntimeError(f"benchmark model setup failed: {ctx['setup_error']}")

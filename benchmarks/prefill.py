@@ -25,8 +25,8 @@ def build_requests(backend, n_examples: int, n: int, max_new_tokens: int, stride
     from dart_hf.backends.base import GenerationRequest
     from dart_hf.config import DartConfig
     from dart_hf.data import load_champ
-    from dart_hf.examples import parse_example, render_prompt
-    from dart_hf.simulation import prefix_text
+    from dart_hf.example import parse_example
+    from dart_hf.prompts import prefix_text, render_prompt
 
     cfg = DartConfig(steps_column="steps")
     rows = load_champ()
@@ -102,7 +102,7 @@ def main() -> None:
     import torch
 
     from dart_hf.backends.transformers import TransformersBackend
-    from dart_hf.testing import smollm2_gguf_path
+    from dart_hf.local_models import smollm2_gguf_path
 
     base = TransformersBackend(smollm2_gguf_path(), batch_size=args.batch_size)
     model, tokenizer = base.model, base.tokenizer
@@ -141,8 +141,15 @@ def main() -> None:
         ref = {mode: tuple(statistics.median(x) for x in times[mode]) for mode in modes}
         noise_out, noise_total, noise_meter = run(noise, requests)
         rows = [(mode, tokens[mode], *ref[mode], outputs[mode]) for mode in modes]
-        rows.append(("off, prefill_tokens=1 (noise ref., 1 run)", noise_meter.prefill_tokens,
-                     noise_meter.prefill_s, noise_total, noise_out))
+        rows.append(
+            (
+                "off, prefill_tokens=1 (noise ref., 1 run)",
+                noise_meter.prefill_tokens,
+                noise_meter.prefill_s,
+                noise_total,
+                noise_out,
+            )
+        )
         for mode, n_tokens, prefill_s, total_s, out in rows:
             differing, diff = compare(outputs["off"], out)
             same = ("-", "-") if mode == "off" else (f"{differing}/{len(requests) * args.n}", f"{diff:.1e}")

@@ -29,8 +29,8 @@ import torch
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.transformers import TransformersBackend
 from dart_hf.data import load_champ
-from dart_hf.examples import parse_example
-from dart_hf.simulation import prefix_text
+from dart_hf.example import parse_example
+from dart_hf.prompts import prefix_text
 
 
 class Recorder:
@@ -77,8 +77,11 @@ CONFIGS = [
     ("(c) shared prefix", {}, {**OFF, "share_prefix": True}),
     ("(d) stop at answer", {}, {**OFF, "stop_at_answer": True}),
     ("(d) max_steps", {"max_steps": "MAX_STEPS"}, OFF),
-    ("all switches", {"early_stop": True, "adaptive_sampling": True, "max_steps": "MAX_STEPS"},
-     {"stop_at_answer": True, "share_prefix": True}),
+    (
+        "all switches",
+        {"early_stop": True, "adaptive_sampling": True, "max_steps": "MAX_STEPS"},
+        {"stop_at_answer": True, "share_prefix": True},
+    ),
 ]
 
 
@@ -95,7 +98,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     if args.student is None:
-        from dart_hf.testing import smollm2_gguf_path
+        from dart_hf.local_models import smollm2_gguf_path
 
         args.student = smollm2_gguf_path()
     rows = list(load_champ(args.n))
@@ -147,12 +150,18 @@ def main(argv: Optional[list[str]] = None) -> None:
             start = time.perf_counter()
             raw_tokens = sum(c.num_tokens for call in recorder.calls for cs in raw.generate(call) for c in cs)
             raw_wall = time.perf_counter() - start
-            results.append(dict(name=f"raw backend, {name}'s calls", tokens=raw_tokens, wall=raw_wall, rounds=len(recorder.calls)))
+            results.append(
+                dict(name=f"raw backend, {name}'s calls", tokens=raw_tokens, wall=raw_wall, rounds=len(recorder.calls))
+            )
 
     full_tokens = reference[2]
-    print(f"\nstudent: {args.student}\nrows: {len(rows)} CHAMP problems, n_sim={args.n_sim}, "
-          f"max_new_tokens={args.max_new_tokens}, seed={args.seed}, torch threads={torch.get_num_threads()}\n")
-    print("| configuration | tokens/example | vs full grid | backend calls | wall (s) | tokens/s | gap agreement | same adapted row | rollout ends (answer/eos/length) |")
+    print(
+        f"\nstudent: {args.student}\nrows: {len(rows)} CHAMP problems, n_sim={args.n_sim}, "
+        f"max_new_tokens={args.max_new_tokens}, seed={args.seed}, torch threads={torch.get_num_threads()}\n"
+    )
+    print(
+        "| configuration | tokens/example | vs full grid | backend calls | wall (s) | tokens/s | gap agreement | same adapted row | rollout ends (answer/eos/length) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         agree = f"{r['gap_agree']:.0%}" if "gap_agree" in r else ""

@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 from .backends.base import derive_seed
 from .config import DartConfig
 from .errors import RunError
-from .examples import Example, ExampleError, parse_example
-from .exploration import select_continuation
+from .example import Example, ExampleError, parse_example
+from .prompts import prefix_text
 from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS, is_usable: re-exported from here)
     OUTPUT_COLUMNS,
     PHASE_EXPLORE,
@@ -36,7 +36,8 @@ from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS,
     Action,
     is_usable,
 )
-from .simulation import Rollout, SampleJob, check_prompt_length, prefix_text, run_jobs, simulate, success_rates
+from .selection import select_continuation
+from .simulation import Rollout, SampleJob, check_prompt_length, run_jobs, simulate, success_rates
 
 logger = logging.getLogger(__name__)
 
@@ -257,7 +258,9 @@ class DartAdapter:
             # Explore from the prefix before the gap; `backoff` then tries earlier prefixes, best f first.
             starts = [gap - 1]
             if config.fallback == "backoff":
-                starts += sorted(range(gap - 1), key=lambda t: (-(scores[t] if not math.isnan(scores[t]) else -1.0), -t))
+                starts += sorted(
+                    range(gap - 1), key=lambda t: (-(scores[t] if not math.isnan(scores[t]) else -1.0), -t)
+                )
             for t in starts:
                 drawn = len(sim[t])
                 if drawn < config.n_sim:  # early stop / adaptive left it short: select among the full grid's candidates
@@ -319,7 +322,9 @@ def _is_backend(obj: Any) -> bool:
 
     if isinstance(obj, (str, os.PathLike, torch.nn.Module)):
         return False
-    return callable(getattr(type(obj), "generate", None)) and hasattr(type(obj), "__dict__") and "fingerprint" in dir(obj)
+    return (
+        callable(getattr(type(obj), "generate", None)) and hasattr(type(obj), "__dict__") and "fingerprint" in dir(obj)
+    )
 
 
 def _endings(rollouts: Any) -> dict[str, int]:

@@ -42,7 +42,9 @@ DATASET_TAGS = ("dart", "reasoning", "math", "synthetic", "sft")
 MODEL_TAGS = ("dart", "trl", "sft")
 
 #: Columns `DartAdapter` adds, as (type, meaning) for a card reader (in `OUTPUT_COLUMNS` order).
-COLUMN_DOCS: dict[str, tuple[str, str]] = {name: (COLUMN_TYPES[name], COLUMN_DESCRIPTIONS[name]) for name in OUTPUT_COLUMNS}
+COLUMN_DOCS: dict[str, tuple[str, str]] = {
+    name: (COLUMN_TYPES[name], COLUMN_DESCRIPTIONS[name]) for name in OUTPUT_COLUMNS
+}
 
 #: Training arguments shown first in a model card (the rest goes in a collapsed block).
 _KEY_TRAINING_ARGS = (
@@ -495,9 +497,7 @@ def _hub_metadata_from_datasets(api: HfApi, repo_id: str, revision: Optional[str
         logger.warning("could not read the README written by push_to_hub (%s); writing `configs` ourselves", err)
     splits = list(dataset.keys()) if hasattr(dataset, "keys") else [str(getattr(dataset, "split", None) or "train")]
     return {
-        "configs": [
-            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}
-        ]
+        "configs": [{"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}]
     }
 
 

@@ -21,7 +21,7 @@ def _default_student(dataset: str) -> str:
         from .tasks.student import planted_student
 
         return planted_student()
-    from .testing import smollm2_gguf_path
+    from .local_models import smollm2_gguf_path
 
     return smollm2_gguf_path()
 
@@ -50,13 +50,19 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train", help="split of a Hub or DatasetDict dataset")
     p.add_argument("--out", default="outputs/demo", help="output folder (default: %(default)s)")
     p.add_argument(
-        "--max-error-share", type=float, default=1.0,
+        "--max-error-share",
+        type=float,
+        default=1.0,
         help="exit with code 1, after writing the outputs, when more than this share of rows ended in 'error' "
         "(0 fails on any error row); a run where every row errored always fails (default: %(default)s)",
     )
     p.add_argument("--n-sim", type=int, default=4, help="rollouts per expert prefix (default: %(default)s)")
-    p.add_argument("--n-explore", type=int, default=4, help="extra rollouts when exploration needs them (default: %(default)s)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="cap per rollout (default: 96 for planted_gap, else 160)")
+    p.add_argument(
+        "--n-explore", type=int, default=4, help="extra rollouts when exploration needs them (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-new-tokens", type=int, default=None, help="cap per rollout (default: 96 for planted_gap, else 160)"
+    )
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -84,7 +90,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         raise UsageError(f"--n must be >= 1 (the number of problems to adapt), got {args.n}")
     if not 0.0 <= args.max_error_share <= 1.0:
         raise UsageError(f"--max-error-share must be between 0 and 1, got {args.max_error_share}")
-    from .runner import output_dir_lock
+    from .resumable import output_dir_lock
 
     with output_dir_lock(args.out):  # writable, and ours alone while we write it
         return _run_demo(args)
@@ -105,12 +111,16 @@ def _run_demo(args: argparse.Namespace) -> dict:
     check_columns(dataset, config)
     student = args.student or _default_student(args.dataset)
     print(f"DART demo: {len(dataset)} problems from {args.dataset!r}, student {os.path.basename(student)}")
-    print(f"  n_sim={config.n_sim} n_explore={config.n_explore} max_new_tokens={config.max_new_tokens} seed={config.seed}")
+    print(
+        f"  n_sim={config.n_sim} n_explore={config.n_explore} max_new_tokens={config.max_new_tokens} seed={config.seed}"
+    )
 
     adapter = DartAdapter(student, config)
     adapter.backend.check_loadable()  # a student that cannot load stops here, before any generation
     start = time.perf_counter()
-    adapted = dataset.map(adapter, batched=True, batch_size=max(len(dataset), 1), load_from_cache_file=False, desc="DART demo")
+    adapted = dataset.map(
+        adapter, batched=True, batch_size=max(len(dataset), 1), load_from_cache_file=False, desc="DART demo"
+    )
     wall = time.perf_counter() - start
 
     stats = compute_stats(adapted, config=config.to_dict(), wall_seconds=wall, student=student, source=args.dataset)
@@ -153,7 +163,9 @@ def _print_summary(adapted, stats: dict, paths: dict) -> None:
         gap = row["dart_gap_step"] if row["dart_gap_step"] > 0 else "-"
         truth = "" if planted is None else (planted[i] if planted[i] > 0 else "-")
         problem = row["prompt"][-1]["content"].split("\n")[0][:48] if row["prompt"] else ""
-        print(f"{i:>2}  {row['dart_action']:<8} {gap:>3} {truth:>7}  {scores:<34} {row['dart_tokens_generated']:>6}  {problem}")
+        print(
+            f"{i:>2}  {row['dart_action']:<8} {gap:>3} {truth:>7}  {scores:<34} {row['dart_tokens_generated']:>6}  {problem}"
+        )
         if row["dart_error"]:
             print(f"    error: {row['dart_error']}")
     actions = ", ".join(f"{k}={v}" for k, v in stats["actions"].items())
@@ -181,11 +193,17 @@ def _print_summary(adapted, stats: dict, paths: dict) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     """The `dart-hf` argument parser (subcommands: `demo`, `study`)."""
-    parser = argparse.ArgumentParser(prog="dart-hf", description="DART: adapt expert reasoning data to a small student.")
+    parser = argparse.ArgumentParser(
+        prog="dart-hf", description="DART: adapt expert reasoning data to a small student."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo_parser(sub)
     # Listed for --help; its arguments are `StudyConfig`'s, parsed by TrlParser in `dart_hf.scripts.study`.
-    sub.add_parser("study", help="measure whether DART helps: static SFT vs DART vs pass-rate filtering vs RFT (--config x.yaml)", add_help=False)
+    sub.add_parser(
+        "study",
+        help="measure whether DART helps: static SFT vs DART vs pass-rate filtering vs RFT (--config x.yaml)",
+        add_help=False,
+    )
     return parser
 
 

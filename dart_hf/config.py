@@ -135,32 +135,56 @@ class DartConfig:
         for name in ("n_sim", "sim_round_size", "max_new_tokens"):
             _check(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1, "an integer >= 1")
         _check(self, "n_explore", _is_int(self.n_explore) and self.n_explore >= 0, "an integer >= 0")
-        _check(self, "max_steps", self.max_steps is None or (_is_int(self.max_steps) and self.max_steps >= 1),
-               "an integer >= 1 or None")
+        _check(
+            self,
+            "max_steps",
+            self.max_steps is None or (_is_int(self.max_steps) and self.max_steps >= 1),
+            "an integer >= 1 or None",
+        )
         _check(self, "seed", _is_int(self.seed), "an integer")
         _check(self, "temperature", _is_real(self.temperature) and self.temperature >= 0, "a finite number >= 0")
-        _check(self, "verify_timeout", _is_real(self.verify_timeout) and self.verify_timeout > 0,
-               "a finite number > 0 (seconds)")
+        _check(
+            self,
+            "verify_timeout",
+            _is_real(self.verify_timeout) and self.verify_timeout > 0,
+            "a finite number > 0 (seconds)",
+        )
         for name in ("top_p", "gap_margin", "gap_threshold"):  # probabilities and differences of them
             value = getattr(self, name)
             _check(self, name, _is_real(value) and 0 < value <= 1, "a number in (0, 1]")
         for name in ("early_stop", "adaptive_sampling", "answer_phrase_fallback"):
             _check(self, name, isinstance(getattr(self, name), bool), "True or False")
         rule = self.gap_rule
-        _check(self, "gap_rule", rule in GAP_RULES if isinstance(rule, str) else callable(rule),
-               "'drop', 'threshold' or a callable `(scores) -> 1-based gap index or None`")
+        _check(
+            self,
+            "gap_rule",
+            rule in GAP_RULES if isinstance(rule, str) else callable(rule),
+            "'drop', 'threshold' or a callable `(scores) -> 1-based gap index or None`",
+        )
         _check(self, "selection", self.selection in SELECTIONS, "'logprob', 'shortest' or 'random'")
         _check(self, "fallback", self.fallback in FALLBACKS, "'expert', 'drop' or 'backoff'")
         for name in ("problem_column", "solution_column", "answer_column", "messages_column"):
             _check(self, name, isinstance(getattr(self, name), str) and getattr(self, name) != "", "a non-empty string")
         steps_column = self.steps_column
-        _check(self, "steps_column", steps_column is None or (isinstance(steps_column, str) and steps_column != ""),
-               "a non-empty string or None")
+        _check(
+            self,
+            "steps_column",
+            steps_column is None or (isinstance(steps_column, str) and steps_column != ""),
+            "a non-empty string or None",
+        )
         _check(self, "instruction", isinstance(self.instruction, str), "a string ('' for none)")
-        _check(self, "prompt_template", self.prompt_template is None or isinstance(self.prompt_template, str),
-               "None or a string containing '{problem}' (and usually '{prefix}')")
-        _check(self, "prompt_template", self.prompt_template is None or "{problem}" in self.prompt_template,
-               "None or a string containing '{problem}' (and usually '{prefix}')")
+        _check(
+            self,
+            "prompt_template",
+            self.prompt_template is None or isinstance(self.prompt_template, str),
+            "None or a string containing '{problem}' (and usually '{prefix}')",
+        )
+        _check(
+            self,
+            "prompt_template",
+            self.prompt_template is None or "{problem}" in self.prompt_template,
+            "None or a string containing '{problem}' (and usually '{prefix}')",
+        )
         self.splitter = _compiled_splitter(self.splitter)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,8 +194,11 @@ class DartConfig:
             value = getattr(self, f.name)
             if isinstance(value, re.Pattern):
                 # the pattern text, as a string splitter always had; flags only where they change the splitting
-                value = value.pattern if value.flags == re.compile(value.pattern).flags else {
-                    "pattern": value.pattern, "flags": value.flags}
+                value = (
+                    value.pattern
+                    if value.flags == re.compile(value.pattern).flags
+                    else {"pattern": value.pattern, "flags": value.flags}
+                )
             elif callable(value):
                 value = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
             out[f.name] = value

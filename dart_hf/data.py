@@ -108,7 +108,11 @@ def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] =
     except UsageError:
         raise
     except (OSError, ValueError, KeyError, datasets.exceptions.DatasetsError) as err:
-        what = "" if os.path.exists(source) else "not 'champ' or 'planted_gap', not a local file or folder, and not loadable from the Hub: "
+        what = (
+            ""
+            if os.path.exists(source)
+            else "not 'champ' or 'planted_gap', not a local file or folder, and not loadable from the Hub: "
+        )
         raise UsageError(f"cannot load dataset {source!r}: {what}{one_line(err)}") from err
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))

@@ -55,7 +55,10 @@ def process_state(cpu: Optional[bool] = None, timeout_s: float = DEFAULT_TIMEOUT
 
         logger.info(
             "process %d/%d on %s (%d torch threads)",
-            state.process_index, state.num_processes, state.device, torch.get_num_threads(),
+            state.process_index,
+            state.num_processes,
+            state.device,
+            torch.get_num_threads(),
         )
     return state
 

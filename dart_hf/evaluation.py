@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from .answers import extract_boxed
 from .backends.base import GenerationBackend
 from .config import DartConfig
-from .examples import Example, ExampleError, parse_example
+from .example import Example, ExampleError, parse_example
 from .simulation import SampleJob, run_jobs
 
 
@@ -82,7 +82,11 @@ def evaluate_student(
                 per_row[i] = {"correct": None, "error": f"{type(rollouts).__name__}: {rollouts}"}
                 continue
             tokens += sum(r.completion.num_tokens for r in rollouts)
-            per_row[i] = {"correct": sum(r.correct for r in rollouts), "answers": [r.answer for r in rollouts], "error": ""}
+            per_row[i] = {
+                "correct": sum(r.correct for r in rollouts),
+                "answers": [r.answer for r in rollouts],
+                "error": "",
+            }
         bar.update(len(group))
     bar.close()
     scored = [r["correct"] for r in per_row if r["correct"] is not None]

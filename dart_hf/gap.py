@@ -51,9 +51,7 @@ def find_gap(
         if gap is None:
             return None
         if isinstance(gap, bool) or not isinstance(gap, numbers.Integral) or not 1 <= gap <= len(scores) - 1:
-            raise ValueError(
-                f"gap rule returned {gap!r}; expected None or a step index in 1..{len(scores) - 1}"
-            )
+            raise ValueError(f"gap rule returned {gap!r}; expected None or a step index in 1..{len(scores) - 1}")
         return int(gap)
     raise ValueError(f"unknown gap rule {rule!r}")
 

@@ -103,16 +103,20 @@ def _check_adapted(dataset: Any) -> None:
 def _rows(dataset: Any, extra: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Rows as dicts of the DART columns the summaries read (plus `extra` columns when present)."""
     _check_adapted(dataset)
-    names = list(_REQUIRED) + list(extra) + [
-        "dart_student_start",
-        "dart_answer",
-        "dart_seconds",
-        "dart_selection",
-        "dart_error",
-        "dart_verify_timeouts",
-        "prompt",
-        "problem",
-    ]
+    names = (
+        list(_REQUIRED)
+        + list(extra)
+        + [
+            "dart_student_start",
+            "dart_answer",
+            "dart_seconds",
+            "dart_selection",
+            "dart_error",
+            "dart_verify_timeouts",
+            "prompt",
+            "problem",
+        ]
+    )
     cols = _columns(dataset, names)
     n = len(dataset)
     return [{k: v[i] for k, v in cols.items()} for i in range(n)]
@@ -453,7 +457,9 @@ def _plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
 
     fig, (ax, ax2) = _figure(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.7, 1]})
     curves = [
-        (i, r) for i, r in enumerate(rows) if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in _scores(r))
+        (i, r)
+        for i, r in enumerate(rows)
+        if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in _scores(r))
     ]
     shown = curves[:_MAX_CURVES]
     per_problem = len(shown) <= _MAX_LEGEND
@@ -842,8 +848,7 @@ def _rollout_html(r: Mapping[str, Any]) -> str:
     if r["chosen"]:
         head.append("<b>chosen: this is the student text in the adapted solution</b>")
     return (
-        f"<div class='{cls}'><div class='head'>{' · '.join(head)}</div>"
-        f"<pre class='text'>{_esc(r['text'])}</pre></div>"
+        f"<div class='{cls}'><div class='head'>{' · '.join(head)}</div><pre class='text'>{_esc(r['text'])}</pre></div>"
     )
 
 
@@ -890,9 +895,7 @@ def _rollouts_html(row: Mapping[str, Any]) -> str:
             summary.append("<b>contains the chosen continuation</b>")
         out.append(
             f"<details class='rollouts' data-phase='{_esc(phase)}' data-t='{t}'>"
-            f"<summary>{' · '.join(summary)}</summary>"
-            + "".join(_rollout_html(r) for r in rs)
-            + "</details>"
+            f"<summary>{' · '.join(summary)}</summary>" + "".join(_rollout_html(r) for r in rs) + "</details>"
         )
     return "\n".join(out)
 
@@ -933,7 +936,9 @@ def _example_html(i: int, row: Mapping[str, Any]) -> str:
             f"<span class='key'>(– = not simulated{gap_note})</span></div>"
             f"<div class='scores'>{chips}</div>"
         )
-    expert = _steps_html(steps, gap, dim_after_gap=action == Action.EXPLORE) if steps else _esc(row.get("dart_solution"))
+    expert = (
+        _steps_html(steps, gap, dim_after_gap=action == Action.EXPLORE) if steps else _esc(row.get("dart_solution"))
+    )
     left_key = ""
     if action == Action.EXPLORE:
         right_caption = "Adapted solution (what the student is trained on)"

@@ -132,7 +132,9 @@ class ChunkManifest:
         data = json.loads(text)
         if data.get("format") != _FORMAT:
             raise ValueError(f"unknown manifest format {data.get('format')!r}")
-        return cls(data["dataset"], data["adapter"], int(data["chunk_size"]), int(data["rows"]), data.get("about") or {})
+        return cls(
+            data["dataset"], data["adapter"], int(data["chunk_size"]), int(data["rows"]), data.get("about") or {}
+        )
 
     def differences(self, other: ChunkManifest) -> list[str]:
         """What changed from `self` (saved) to `other` (this run), as short phrases; empty when they match."""

@@ -20,8 +20,9 @@ from typing import Any, Optional
 from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed, derive_seed
 from .config import DartConfig
-from .examples import Example, ExampleError, render_prompt
+from .example import Example, ExampleError
 from .gap import certify_gap, find_gap
+from .prompts import prefix_text, render_prompt
 from .schema import PHASE_SIM
 
 
@@ -44,11 +45,6 @@ class SampleJob:
     n: int
     phase: str = PHASE_SIM
     first: int = 0
-
-
-def prefix_text(example: Example, t: int) -> str:
-    """Expert steps 1..t, exactly as written (steps keep their separators)."""
-    return "".join(example.steps[:t])
 
 
 def check_prompt_length(example: Example, backend: GenerationBackend, config: DartConfig) -> None:
@@ -97,10 +93,15 @@ def run_jobs(
         raise RuntimeError(f"backend returned completions for {len(outputs)} of {len(requests)} requests")
     for i, (o, r) in enumerate(zip(outputs, requests)):
         if i not in errors and (o is None or len(o) != r.n):
-            errors[i] = RuntimeError(f"backend returned {0 if o is None else len(o)} completions for a request of {r.n}")
+            errors[i] = RuntimeError(
+                f"backend returned {0 if o is None else len(o)} completions for a request of {r.n}"
+            )
     kept = [i for i in range(len(work)) if i not in errors]
     answers = {
-        i: [extract_answer(prefix_text(work[i][0], work[i][1].t) + c.text, config.answer_phrase_fallback) for c in outputs[i]]
+        i: [
+            extract_answer(prefix_text(work[i][0], work[i][1].t) + c.text, config.answer_phrase_fallback)
+            for c in outputs[i]
+        ]
         for i in kept
     }
     verdicts = iter(verifier.judge_many([(work[i][0].gold, a) for i in kept for a in answers[i]]))

@@ -245,8 +245,10 @@ class DartTrainer(SFTTrainer):
         )
 
         parallelism = self.accelerator.parallelism_config
-        if self._dart_weighted and parallelism is not None and (
-            getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False)
+        if (
+            self._dart_weighted
+            and parallelism is not None
+            and (getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False))
         ):
             raise NotImplementedError(
                 "Provenance weights are not supported with context/sequence parallelism: `explore_mask` is not sharded "

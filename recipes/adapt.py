@@ -34,7 +34,7 @@ from dart_hf.data import check_columns, load_expert_dataset
 from dart_hf.distributed import finish, process_state
 from dart_hf.errors import RunError, UsageError, error_share_failure, one_line, run_command
 from dart_hf.report import compute_stats, write_outputs
-from dart_hf.runner import adapt_and_write, output_dir_lock
+from dart_hf.resumable import adapt_and_write, output_dir_lock
 
 logger = logging.getLogger(__name__)
 PROG = "adapt.py"
@@ -42,25 +42,33 @@ PROG = "adapt.py"
 
 @dataclass
 class AdaptScriptArguments:
-    dataset_name: str = field(metadata={"help": "'champ', a Hub id, a save_to_disk folder or a JSON/JSONL/Parquet/CSV file."})
+    dataset_name: str = field(
+        metadata={"help": "'champ', a Hub id, a save_to_disk folder or a JSON/JSONL/Parquet/CSV file."}
+    )
     student: str = field(metadata={"help": "Student: Hub id, local folder or .gguf file."})
     output_dir: str = field(default="outputs/adapted", metadata={"help": "Where the outputs are written."})
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Discard the chunks of an unfinished run in output_dir and start over (without it, "
-                  "chunks of another run are refused, never mixed in)."},
+        metadata={
+            "help": "Discard the chunks of an unfinished run in output_dir and start over (without it, "
+            "chunks of another run are refused, never mixed in)."
+        },
     )
     max_error_share: float = field(
         default=1.0,
-        metadata={"help": "Exit with code 1, after writing the outputs, when more than this share of rows ended in "
-                  "'error' (0 fails on any error row); a run where every row errored always fails."},
+        metadata={
+            "help": "Exit with code 1, after writing the outputs, when more than this share of rows ended in "
+            "'error' (0 fails on any error row); a run where every row errored always fails."
+        },
     )
     dataset_split: str = field(default="train", metadata={"help": "Split to adapt."})
     max_samples: Optional[int] = field(default=None, metadata={"help": "Adapt only the first N rows."})
     student_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of the student."})
     batch_size: int = field(
         default=16,
-        metadata={"help": "Rows per datasets.map batch; their rollouts are generated together, so larger keeps batches full."},
+        metadata={
+            "help": "Rows per datasets.map batch; their rollouts are generated together, so larger keeps batches full."
+        },
     )
     generation_batch_size: int = field(default=64, metadata={"help": "Sequences the student decodes together."})
     stop_at_answer: bool = field(
@@ -131,7 +139,9 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     out = script_args.output_dir
     with output_dir_lock(out, state):  # writable, and ours alone: checked before any generation
         with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
-            dataset = load_expert_dataset(script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples)
+            dataset = load_expert_dataset(
+                script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples
+            )
         if script_args.dataset_name == "champ" and dart_config.steps_column is None:
             dart_config.steps_column = "steps"
         check_columns(dataset, dart_config)
@@ -142,7 +152,10 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
         def write(adapted):
             wall = time.perf_counter() - start  # of this invocation: a resumed run counts only what it redid
             stats = compute_stats(
-                adapted, config=dart_config.to_dict(), wall_seconds=wall, student=script_args.student,
+                adapted,
+                config=dart_config.to_dict(),
+                wall_seconds=wall,
+                student=script_args.student,
                 source=script_args.dataset_name,
             )
             stats["num_processes"] = state.num_processes
@@ -151,8 +164,14 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
             return adapted, stats
 
         done = adapt_and_write(
-            dataset, adapter, out, write, chunk_size=script_args.chunk_size, batch_size=script_args.batch_size,
-            state=state, overwrite=script_args.overwrite_output_dir,
+            dataset,
+            adapter,
+            out,
+            write,
+            chunk_size=script_args.chunk_size,
+            batch_size=script_args.batch_size,
+            state=state,
+            overwrite=script_args.overwrite_output_dir,
         )
     if done is None:
         return None  # the main process gathered every row and writes the outputs

@@ -28,7 +28,10 @@ from dart_hf.evaluation import evaluate_student
 class EvalScriptArguments:
     model: str = field(metadata={"help": "Model to evaluate: Hub id, local folder or .gguf file."})
     dataset_name: str = field(metadata={"help": "'champ', a Hub id, a save_to_disk folder or a data file."})
-    dataset_split: str = field(default="test", metadata={"help": "Split of a Hub dataset or DatasetDict folder (single files and datasets are used whole)."})
+    dataset_split: str = field(
+        default="test",
+        metadata={"help": "Split of a Hub dataset or DatasetDict folder (single files and datasets are used whole)."},
+    )
     max_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate the first N problems."})
     n_samples: int = field(default=1, metadata={"help": "Samples per problem."})
     ks: list[int] = field(default_factory=lambda: [1], metadata={"help": "k values for pass@k (each <= n_samples)."})
@@ -43,7 +46,9 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     from dart_hf.backends.transformers import TransformersBackend
 
     dataset = load_expert_dataset(args.dataset_name, split=args.dataset_split, n=args.max_samples)
-    result = evaluate_student(TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks))
+    result = evaluate_student(
+        TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks)
+    )
     result["model"], result["dataset"] = args.model, args.dataset_name
     os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
     with open(args.output_file, "w") as fh:
@@ -51,7 +56,11 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     metrics = ["accuracy"] + [f"pass@{k}" for k in args.ks]
     print("| model | dataset | problems | " + " | ".join(metrics) + " |")
     print("|---|---|---|" + "---|" * len(metrics))
-    print(f"| {args.model} | {args.dataset_name} | {result['n_scored']} | " + " | ".join(f"{result[m]:.3f}" for m in metrics) + " |")
+    print(
+        f"| {args.model} | {args.dataset_name} | {result['n_scored']} | "
+        + " | ".join(f"{result[m]:.3f}" for m in metrics)
+        + " |"
+    )
     return result
 
 

@@ -34,7 +34,6 @@ from dart_hf.trainer import DartTrainer
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class DartTrainScriptArguments(ScriptArguments):
     """TRL's `ScriptArguments` (`dataset_name`, `dataset_config`, `dataset_train_split`, `dataset_test_split`, ...),

@@ -8,4 +8,5 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ruff check dart_hf tests benchmarks recipes scripts
+ruff format --check --quiet dart_hf tests benchmarks recipes scripts
 python -m pytest -q -p no:cacheprovider "$@"

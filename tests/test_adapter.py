@@ -96,9 +96,7 @@ def test_fallback_when_no_correct_continuation(fallback, solution, usable):
 def test_backoff_tries_earlier_prefixes_best_first():
     # gap at step 3 (user rule); prefix 2 has no correct rollout and exploring there fails too;
     # backoff then goes to prefix 0 (f=0.5) before prefix 1 (f=0.25) and reuses its rollouts.
-    backend = ScriptedBackend(
-        sim={0: [F, T, F, T], 1: [F, F, T, F], 2: NONE, 3: NONE}, explore={2: [F, F, F]}
-    )
+    backend = ScriptedBackend(sim={0: [F, T, F, T], 1: [F, F, T, F], 2: NONE, 3: NONE}, explore={2: [F, F, F]})
     out = adapt(backend, gap_rule=lambda scores: 3, fallback="backoff")
     assert out["dart_action"] == "explore"
     assert out["dart_gap_step"] == 3
@@ -222,11 +220,14 @@ def test_unbatched_map_works_too():
 
 def test_step_success_nan_survives_arrow():
     ds = datasets.Dataset.from_list([{"problem": "p", "solution": "", "answer": "1"}])
-    out = ds.map(DartAdapter(ScriptedBackend(sim={}), DartConfig(prompt_template=TEMPLATE), progress=False), batched=True)
+    out = ds.map(
+        DartAdapter(ScriptedBackend(sim={}), DartConfig(prompt_template=TEMPLATE), progress=False), batched=True
+    )
     assert all(math.isnan(x) for x in out[0]["dart_step_success"])
 
 
 # ------------------------------------------------------------------ what is wrong with the run, not the row
+
 
 def test_a_run_error_stops_the_map_instead_of_becoming_error_rows():
     from dart_hf.errors import RunError
@@ -268,14 +269,22 @@ def test_a_request_that_failed_alone_fails_its_row_and_the_others_keep_their_rol
     class Flaky(ScriptedBackend):
         def generate(self, requests):
             out = super().generate(requests)
-            bad = {i: RuntimeError("HTTP 400: prompt refused") for i, r in enumerate(requests) if r.prompt.startswith("What is 40+2?")}
+            bad = {
+                i: RuntimeError("HTTP 400: prompt refused")
+                for i, r in enumerate(requests)
+                if r.prompt.startswith("What is 40+2?")
+            }
             if bad:
                 raise RequestsFailed([None if i in bad else o for i, o in enumerate(out)], bad)
             return out
 
     backend = Flaky(sim=SIM)
-    out = _dataset().map(DartAdapter(backend, DartConfig(prompt_template=TEMPLATE), progress=False), batched=True,
-                         batch_size=1000, load_from_cache_file=False)
+    out = _dataset().map(
+        DartAdapter(backend, DartConfig(prompt_template=TEMPLATE), progress=False),
+        batched=True,
+        batch_size=1000,
+        load_from_cache_file=False,
+    )
     assert out["dart_action"] == ["explore", "error", "error", "error", "explore"]
     assert "prompt refused" in out["dart_error"][2]
     assert len(backend.calls) == 3 * 4  # rows 0, 2, 4 asked once for their 4 prefixes; nothing asked again

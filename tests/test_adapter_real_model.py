@@ -60,9 +60,14 @@ def test_same_seed_same_output_for_any_batch_size_and_num_proc(tiny_student, dat
     _compare(base, two_proc)
     _compare(base, shuffled.select([4, 3, 2, 1, 0]))
     other_seed = dataset.map(
-        DartAdapter(tiny_student, DartConfig(**CONFIG, seed=1), progress=False), batched=True, load_from_cache_file=False
+        DartAdapter(tiny_student, DartConfig(**CONFIG, seed=1), progress=False),
+        batched=True,
+        load_from_cache_file=False,
     )
-    assert other_seed["dart_step_success"] != base["dart_step_success"] or other_seed["dart_solution"] != base["dart_solution"]
+    assert (
+        other_seed["dart_step_success"] != base["dart_step_success"]
+        or other_seed["dart_solution"] != base["dart_solution"]
+    )
 
 
 def test_pickling_for_workers_does_not_ship_lazily_loaded_weights(tiny_student, dataset):
@@ -77,7 +82,7 @@ def test_pickling_for_workers_does_not_ship_lazily_loaded_weights(tiny_student, 
 
 
 def test_fingerprint_equal_for_equal_student_and_config_and_differs_otherwise(tiny_student, tmp_path):
-    from dart_hf.testing import build_tiny_student
+    from dart_hf.local_models import build_tiny_student
 
     a = Hasher.hash(DartAdapter(tiny_student, DartConfig(n_sim=4)))
     assert a == Hasher.hash(DartAdapter(tiny_student, DartConfig(n_sim=4)))
@@ -93,11 +98,17 @@ def test_fingerprint_equal_for_equal_student_and_config_and_differs_otherwise(ti
 def test_hashing_a_loaded_model_is_fast_and_stable():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from dart_hf.testing import build_tiny_student  # noqa: F401 (tokenizer not needed for hashing)
+    from dart_hf.local_models import build_tiny_student  # noqa: F401 (tokenizer not needed for hashing)
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=512, intermediate_size=2048, num_hidden_layers=8, num_attention_heads=8,
-                         num_key_value_heads=8, vocab_size=32000)
+    config = LlamaConfig(
+        hidden_size=512,
+        intermediate_size=2048,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        vocab_size=32000,
+    )
     model = LlamaForCausalLM(config)  # ~60M parameters: pickling its weights would take seconds
     tok = object()
     backend = TransformersBackend(model, tokenizer=tok)
@@ -126,14 +137,20 @@ def test_map_cache_is_reused_for_the_same_adapter(tiny_student, dataset, tmp_pat
 @pytest.mark.parametrize("switches", [dict(early_stop=True), dict(early_stop=True, adaptive_sampling=True)])
 def test_cheaper_simulation_matches_the_full_grid_with_a_real_model(tiny_student, dataset, switches):
     config = dict(CONFIG, n_sim=3)
-    full = dataset.map(DartAdapter(tiny_student, DartConfig(**config), progress=False), batched=True, load_from_cache_file=False)
+    full = dataset.map(
+        DartAdapter(tiny_student, DartConfig(**config), progress=False), batched=True, load_from_cache_file=False
+    )
     cheap = dataset.map(
-        DartAdapter(tiny_student, DartConfig(**config, **switches), progress=False), batched=True, load_from_cache_file=False
+        DartAdapter(tiny_student, DartConfig(**config, **switches), progress=False),
+        batched=True,
+        load_from_cache_file=False,
     )
     for name in ("dart_gap_step", "dart_action", "dart_solution", "dart_selection"):
         assert cheap[name] == full[name], name
     # the samples drawn are the full grid's: where a prefix got all n_sim rollouts its score is identical
-    for f_full, f_cheap, drawn in zip(full["dart_step_success"], cheap["dart_step_success"], cheap["dart_step_samples"]):
+    for f_full, f_cheap, drawn in zip(
+        full["dart_step_success"], cheap["dart_step_success"], cheap["dart_step_samples"]
+    ):
         assert all(a == b for a, b, d in zip(f_full, f_cheap, drawn) if d == 3)
     if switches.get("adaptive_sampling"):
         assert sum(cheap["dart_tokens_generated"]) < sum(full["dart_tokens_generated"])

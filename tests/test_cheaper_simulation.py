@@ -37,7 +37,9 @@ def drive(plan, grid):
                 assert job.phase == "sim" and job.n >= 1
                 outcomes = grid[job.t][job.first : job.first + job.n]
                 assert len(outcomes) == job.n, "asked past the end of the stream"
-                got.append([Rollout(job.t, Completion(f"{job.t}.{job.first + j}", 1), None, o) for j, o in enumerate(outcomes)])
+                got.append(
+                    [Rollout(job.t, Completion(f"{job.t}.{job.first + j}", 1), None, o) for j, o in enumerate(outcomes)]
+                )
             jobs = plan.send(got)
     except StopIteration as stop:
         sim, gap = stop.value
@@ -52,7 +54,9 @@ grids = st.integers(1, 4).flatmap(
 @settings(max_examples=300, deadline=None)
 @given(
     grid=grids,
-    rule=st.sampled_from([("drop", 0.5), ("drop", 0.25), ("drop", 0.75), ("drop", 1.0), ("threshold", 0.5), ("threshold", 0.3)]),
+    rule=st.sampled_from(
+        [("drop", 0.5), ("drop", 0.25), ("drop", 0.75), ("drop", 1.0), ("threshold", 0.5), ("threshold", 0.3)]
+    ),
     switches=st.sampled_from(SWITCHES),
 )
 def test_switches_certify_the_full_grid_gap(grid, rule, switches):

@@ -17,7 +17,10 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = [{"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"} for i in range(3)]
+ROWS = [
+    {"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"}
+    for i in range(3)
+]
 TIMEOUT_S = 300
 # Progress bars (tqdm: loading a JSON file shows one) and INFO logs are not messages; anything else is.
 NOISE = re.compile(r"\d+%\||/s\]|/s, |^INFO ")
@@ -47,8 +50,22 @@ def data(tmp_path):
 
 
 def adapt(data, student, out, *extra):
-    return run("recipes/adapt.py", "--dataset_name", str(data), "--student", str(student), "--output_dir", str(out),
-               "--n_sim", "2", "--n_explore", "0", "--max_new_tokens", "8", *extra)
+    return run(
+        "recipes/adapt.py",
+        "--dataset_name",
+        str(data),
+        "--student",
+        str(student),
+        "--output_dir",
+        str(out),
+        "--n_sim",
+        "2",
+        "--n_explore",
+        "0",
+        "--max_new_tokens",
+        "8",
+        *extra,
+    )
 
 
 @pytest.mark.parametrize(
@@ -113,7 +130,7 @@ def test_error_share_exits_1_after_writing_the_outputs(data, tiny_student, tmp_p
 def test_resume_of_another_run_is_refused_until_overwrite(data, tiny_student, tmp_path):
     from dart_hf import DartAdapter, DartConfig
     from dart_hf.data import load_expert_dataset
-    from dart_hf.runner import adapt_in_chunks
+    from dart_hf.resumable import adapt_in_chunks
 
     from scripted import TEMPLATE, ScriptedBackend
 
@@ -145,9 +162,16 @@ def test_resume_of_another_run_is_refused_until_overwrite(data, tiny_student, tm
 def test_a_second_run_on_a_busy_output_dir_fails_fast(data, tiny_student, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dart_hf.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
-         "print('locked', flush=True); time.sleep(300)", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from dart_hf.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); time.sleep(300)",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"

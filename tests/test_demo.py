@@ -13,13 +13,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_cli(*args, check=True):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return subprocess.run([sys.executable, "-m", "dart_hf", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check)
+    return subprocess.run(
+        [sys.executable, "-m", "dart_hf", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=check
+    )
 
 
 def test_demo_outputs_agree(tiny_student, tmp_path):
     out = tmp_path / "demo"
-    proc = run_cli("demo", "--dataset", "champ", "--n", "3", "--student", tiny_student, "--n-sim", "2", "--n-explore", "2",
-                   "--max-new-tokens", "8", "--out", str(out))
+    proc = run_cli(
+        "demo",
+        "--dataset",
+        "champ",
+        "--n",
+        "3",
+        "--student",
+        tiny_student,
+        "--n-sim",
+        "2",
+        "--n-explore",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(out),
+    )
     assert "actions:" in proc.stdout and "tokens/s" in proc.stdout
     names = sorted(os.listdir(out))
     assert names == ["dataset", "dataset.parquet", "report.html", "stats.json", "stepwise.parquet"]
@@ -63,9 +80,25 @@ def test_demo_custom_columns_from_a_local_file(tiny_student, tmp_path):
     rows = [{"question": "What is 1+1?", "worked": "One and one.\n\nTwo: \\boxed{2}", "final": "2"}]
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "o"
-    run_cli("demo", "--student", tiny_student, "--dataset", str(data), "--out", str(out), "--n-sim", "1",
-            "--max-new-tokens", "4", "--problem-column", "question", "--solution-column", "worked",
-            "--answer-column", "final")
+    run_cli(
+        "demo",
+        "--student",
+        tiny_student,
+        "--dataset",
+        str(data),
+        "--out",
+        str(out),
+        "--n-sim",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--problem-column",
+        "question",
+        "--solution-column",
+        "worked",
+        "--answer-column",
+        "final",
+    )
     ds = datasets.load_from_disk(out / "dataset")
     assert ds["dart_answer"] == ["2"] and ds["dart_action"][0] != "error"
 

@@ -9,21 +9,42 @@ import datasets
 import pytest
 
 from dart_hf.data import load_expert_dataset
+from dart_hf.resumable import manifest_for
 from dart_hf.rundir import prepare_chunks
-from dart_hf.runner import manifest_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 9 rows, chunks of 4: chunks of 4, 4 and 1 rows, so one process gets an empty share of the last.
 # The last row has no \boxed{} answer: an error row, whose columns are mostly empty.
-ROWS = [{"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"} for i in range(8)]
+ROWS = [
+    {"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"}
+    for i in range(8)
+]
 ROWS.append({"problem": "What is 1 + 2?", "solution": "Add them.\n\nThe sum is three."})
 TIMEOUT_S = 180  # a run takes seconds; a hang (e.g. at process-group teardown) fails instead of blocking CI
 
 
 def command(data, student, out):
-    return ["recipes/adapt.py", "--dataset_name", str(data), "--student", student, "--output_dir", str(out),
-            "--n_sim", "2", "--n_explore", "2", "--max_new_tokens", "32", "--temperature", "1.0",
-            "--chunk_size", "4", "--batch_size", "3"]
+    return [
+        "recipes/adapt.py",
+        "--dataset_name",
+        str(data),
+        "--student",
+        student,
+        "--output_dir",
+        str(out),
+        "--n_sim",
+        "2",
+        "--n_explore",
+        "2",
+        "--max_new_tokens",
+        "32",
+        "--temperature",
+        "1.0",
+        "--chunk_size",
+        "4",
+        "--batch_size",
+        "3",
+    ]
 
 
 def _recipe_module():
@@ -40,8 +61,9 @@ def run(args):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env.pop("OMP_NUM_THREADS", None)  # torchrun sets 1 per process; the single run keeps torch's default
     try:
-        proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+        )
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"{args[:4]} did not finish in {TIMEOUT_S} s:\n{(err.stderr or b'')[-3000:]!r}")
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -19,11 +19,13 @@ def test_evaluate_student_scores_answers_with_math_verify():
 
     from dart_hf import DartConfig
 
-    ds = datasets.Dataset.from_dict({
-        "problem": ["p1", "p2", ""],
-        "solution": [None, "x \\boxed{42}", None],  # test rows may come without a solution
-        "answer": ["42", None, "1"],
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "problem": ["p1", "p2", ""],
+            "solution": [None, "x \\boxed{42}", None],  # test rows may come without a solution
+            "answer": ["42", None, "1"],
+        }
+    )
     backend = ScriptedBackend(sim={0: [True, False, True, None]})
     result = evaluate_student(backend, ds, DartConfig(prompt_template=TEMPLATE), n_samples=4, ks=(1, 2), progress=False)
     assert result["n_scored"] == 2 and result["errors"] == 1

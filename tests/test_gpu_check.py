@@ -27,10 +27,18 @@ def load_module():
 
 def test_cpu_tiny_run_passes_every_section(tmp_path):
     out = tmp_path / "gpu"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1"
+    )
     try:
-        proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--out", str(out)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, str(SCRIPT), "--device", "cpu", "--tiny", "--out", str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as err:
         pytest.fail(f"benchmarks/gpu.py --tiny did not finish in {TIMEOUT_S} s:\n{(err.stdout or b'')[-3000:]!r}")
     report = json.loads((out / "gpu_check.json").read_text())
@@ -41,7 +49,11 @@ def test_cpu_tiny_run_passes_every_section(tmp_path):
 
     checks = sections["correctness"]["checks"]
     assert all(checks[name]["ok"] for name in ("greedy_float32", "greedy_bfloat16", "adapter_map"))
-    assert checks["greedy_float32"]["equal_alone"] == checks["greedy_float32"]["equal_batched"] == checks["greedy_float32"]["prompts"]
+    assert (
+        checks["greedy_float32"]["equal_alone"]
+        == checks["greedy_float32"]["equal_batched"]
+        == checks["greedy_float32"]["prompts"]
+    )
     assert checks["adapter_map"]["actions"] == ["explore", "imitate", "error"]
 
     rows = sections["throughput"]["rows"]
@@ -62,7 +74,9 @@ def test_cpu_tiny_run_passes_every_section(tmp_path):
     assert training["accelerate_launch"]["result"]["process_group"] == "gloo"  # the launcher's group, on CPU
 
     recipe = sections["recipe"]
-    assert recipe["returncode"] == 0 and recipe["rows_in"] == recipe["rows_out"] and recipe["stats"]["num_processes"] == 1
+    assert (
+        recipe["returncode"] == 0 and recipe["rows_in"] == recipe["rows_out"] and recipe["stats"]["num_processes"] == 1
+    )
 
     md = (out / "gpu_check.md").read_text()
     assert md.startswith("# GPU check: PASS") and "| B | backend tok/s | generate tok/s | ratio |" in md
@@ -102,8 +116,15 @@ def test_smollm2_assets_are_small_and_load():
     size = sum(p.stat().st_size for p in gpu.ASSETS.iterdir())
     assert size < 3 * 2**20
     config = LlamaConfig.from_pretrained(gpu.ASSETS)
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads,
-            config.intermediate_size, config.vocab_size, config.tie_word_embeddings) == (576, 30, 9, 3, 1536, 49152, True)
+    assert (
+        config.hidden_size,
+        config.num_hidden_layers,
+        config.num_attention_heads,
+        config.num_key_value_heads,
+        config.intermediate_size,
+        config.vocab_size,
+        config.tie_word_embeddings,
+    ) == (576, 30, 9, 3, 1536, 49152, True)
     tok = AutoTokenizer.from_pretrained(gpu.ASSETS)
     assert len(tok) == config.vocab_size and tok.eos_token == "<|im_end|>"
     prompt = gpu.chat_prompt(tok, "What is 2 + 3?", "We add.\n\n")

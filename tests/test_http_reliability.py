@@ -34,7 +34,9 @@ DRIP_FOR_S = 20.0
 def completion(body: dict, n: Optional[int] = None) -> dict:
     """A vLLM-shaped answer: `n` choices (default: as asked), text depending on prompt, seed and index."""
     n = body.get("n", 1) if n is None else n
-    choices = [{"index": k, "text": f" s{body.get('seed')}.{k} so \\boxed{{42}}", "finish_reason": "stop"} for k in range(n)]
+    choices = [
+        {"index": k, "text": f" s{body.get('seed')}.{k} so \\boxed{{42}}", "finish_reason": "stop"} for k in range(n)
+    ]
     return {"choices": choices, "usage": {"completion_tokens": 5 * n}}
 
 
@@ -80,7 +82,9 @@ class Server:
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", "100000")
                     self.end_headers()
-                    give_up = time.monotonic() + DRIP_FOR_S  # then hang up, so a client without a deadline fails, not hangs
+                    give_up = (
+                        time.monotonic() + DRIP_FOR_S
+                    )  # then hang up, so a client without a deadline fails, not hangs
                     while not outer.stopping.wait(action[1]) and time.monotonic() < give_up:
                         self.wfile.write(b" ")
                         self.wfile.flush()
@@ -214,7 +218,9 @@ def test_a_slow_drip_cannot_outlast_the_deadline(serve):
 
 
 def test_a_request_that_hangs_alone_fails_alone_and_the_others_are_kept(serve):
-    server = serve(lambda server, method, body: ("hang",) if body.get("prompt") == "stuck" else ok(server, method, body))
+    server = serve(
+        lambda server, method, body: ("hang",) if body.get("prompt") == "stuck" else ok(server, method, body)
+    )
     start = time.monotonic()
     with pytest.raises(RequestsFailed) as info:
         backend(server.url, timeout=1.0, max_retries=1).generate(reqs("a", "stuck", "c"))
@@ -226,8 +232,11 @@ def test_a_request_that_hangs_alone_fails_alone_and_the_others_are_kept(serve):
 
 # ------------------------------------------------------------------ through DartAdapter and datasets.map
 
+
 def rows(n: int) -> datasets.Dataset:
-    return datasets.Dataset.from_list([{"problem": f"problem {i}", "solution": expert(2), "answer": "42"} for i in range(n)])
+    return datasets.Dataset.from_list(
+        [{"problem": f"problem {i}", "solution": expert(2), "answer": "42"} for i in range(n)]
+    )
 
 
 def adapter(client: OpenAIServerBackend) -> DartAdapter:
@@ -289,8 +298,9 @@ def test_death_of_one_of_two_urls_mid_run_loses_no_row(serve):
         return ok(server, method, body)
 
     first.behaviour = behaviour
-    out = rows(4).map(adapter(backend([first.url, second.url], max_retries=2)), batched=True, batch_size=1,
-                      load_from_cache_file=False)
+    out = rows(4).map(
+        adapter(backend([first.url, second.url], max_retries=2)), batched=True, batch_size=1, load_from_cache_file=False
+    )
     assert all(a != "error" for a in out["dart_action"]), out["dart_error"]
     # the second URL took over; the dying first server may still accept a request that races its
     # shutdown (seen once under load: 5), so its count is at least, not exactly, the 4 it served

@@ -22,7 +22,7 @@ import pytest
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed
 from dart_hf.backends.openai import OpenAIServerBackend, ServerError, ServerUnavailable
-from dart_hf.exploration import select_continuation
+from dart_hf.selection import select_continuation
 
 _MISSING = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
 pytestmark = pytest.mark.skipif(
@@ -49,8 +49,19 @@ def server(tiny_student, tmp_path_factory):
         pytest.skip("the `transformers` command-line tool is not installed")
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [cli, "serve", tiny_student, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-           "--log-level", "warning"]
+    cmd = [
+        cli,
+        "serve",
+        tiny_student,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--log-level",
+        "warning",
+    ]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -95,9 +106,11 @@ def test_is_a_generation_backend_with_url_free_fingerprint(server):
 def test_tops_up_to_exactly_n_without_logprobs(server):
     url, model = server
     backend = OpenAIServerBackend(url, model, max_concurrency=4)
-    requests = [GenerationRequest("What is 2 + 3?", n=3, seed=1, max_new_tokens=8),
-                GenerationRequest("Compute 12 times 7.", n=1, seed=2, max_new_tokens=8),
-                GenerationRequest("Half of 1?", n=4, seed=3, max_new_tokens=8)]
+    requests = [
+        GenerationRequest("What is 2 + 3?", n=3, seed=1, max_new_tokens=8),
+        GenerationRequest("Compute 12 times 7.", n=1, seed=2, max_new_tokens=8),
+        GenerationRequest("Half of 1?", n=4, seed=3, max_new_tokens=8),
+    ]
     out = backend.generate(requests)
     assert [len(row) for row in out] == [3, 1, 4]  # although the server answers one choice per request
     assert backend._ignores_n
@@ -155,11 +168,21 @@ def test_answer_cut_and_logprobs_parsing():
     backend = OpenAIServerBackend("http://127.0.0.1:9", "m", tokenizer=object())
     response = {  # the shape vLLM returns with logprobs=1
         "choices": [
-            {"index": 1, "text": "so 4", "finish_reason": "length",
-             "logprobs": {"tokens": ["so", " 4"], "token_logprobs": [-1.0, -3.0]}},
-            {"index": 0, "text": r"x = \boxed{4}. Then more", "finish_reason": "length",
-             "logprobs": {"tokens": ["x", " =", r" \boxed{", "4", "}", ".", " Then", " more"],
-                          "token_logprobs": [-1.0, -1.0, -1.0, -1.0, -2.0, -9.0, -9.0, -9.0]}},
+            {
+                "index": 1,
+                "text": "so 4",
+                "finish_reason": "length",
+                "logprobs": {"tokens": ["so", " 4"], "token_logprobs": [-1.0, -3.0]},
+            },
+            {
+                "index": 0,
+                "text": r"x = \boxed{4}. Then more",
+                "finish_reason": "length",
+                "logprobs": {
+                    "tokens": ["x", " =", r" \boxed{", "4", "}", ".", " Then", " more"],
+                    "token_logprobs": [-1.0, -1.0, -1.0, -1.0, -2.0, -9.0, -9.0, -9.0],
+                },
+            },
         ],
         "usage": {"completion_tokens": 10},
     }
@@ -186,10 +209,12 @@ def test_a_bad_logprob_is_missing_for_that_completion_only(bad):
 def test_adapter_maps_a_dataset_end_to_end(server):
     url, model = server
     backend = OpenAIServerBackend([url, url], model)  # two URLs for the same server: round-robin
-    ds = datasets.Dataset.from_list([
-        {"problem": "What is 2 + 3?", "solution": "We add.\n\n2 + 3 = 5.\n\nSo \\boxed{5}."},
-        {"problem": "What is 4 * 2?", "solution": "Multiply.\n\n4 * 2 = 8.\n\n\\boxed{8}"},
-    ])
+    ds = datasets.Dataset.from_list(
+        [
+            {"problem": "What is 2 + 3?", "solution": "We add.\n\n2 + 3 = 5.\n\nSo \\boxed{5}."},
+            {"problem": "What is 4 * 2?", "solution": "Multiply.\n\n4 * 2 = 8.\n\n\\boxed{8}"},
+        ]
+    )
     adapter = DartAdapter(backend, DartConfig(n_sim=2, max_new_tokens=8), progress=False)
     out = ds.map(adapter, batched=True, load_from_cache_file=False)
     assert len(out) == len(ds)

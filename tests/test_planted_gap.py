@@ -5,7 +5,7 @@ import re
 import pytest
 
 from dart_hf import DartConfig
-from dart_hf.examples import parse_example
+from dart_hf.example import parse_example
 from dart_hf.tasks.planted_gap import PlantedGapTask
 
 LINE = re.compile(r"^(\d+) ([+-]) (\d+) = (\d+)$")
@@ -60,7 +60,7 @@ def test_planted_gap_step_is_the_first_step_in_the_unknown_technique(rows):
         total, a, b = map(int, FACTOR.match(steps[g - 1]).groups())
         assert total == value == a * b and 2 <= a <= b
         a2, b2, sign, d, result = CARRY.match(steps[g]).groups()
-        assert (int(a2), int(b2)) == (a, b) and steps[g] .endswith(student[g - 1].split(" = ")[1])
+        assert (int(a2), int(b2)) == (a, b) and steps[g].endswith(student[g - 1].split(" = ")[1])
         assert _apply(value, sign, int(d)) == int(result)
         assert steps[g + 1 :] == student[g:]  # student style again after the product is gone
         assert parse_example(row, DartConfig()).gold == row["answer"]
@@ -83,7 +83,9 @@ def test_gap_share_is_respected_on_average(rows):
     assert 0.6 <= share <= 0.8  # default 0.7, 300 rows
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_ops=0), dict(min_ops=4, max_ops=3), dict(gap_share=1.5), dict(max_start=1)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(min_ops=0), dict(min_ops=4, max_ops=3), dict(gap_share=1.5), dict(max_start=1)]
+)
 def test_bad_sizes_are_refused(kwargs):
     with pytest.raises(ValueError):
         PlantedGapTask(**kwargs)

@@ -9,14 +9,18 @@ from dart_hf.tasks import student as student_mod
 from dart_hf.tasks.planted_gap import PlantedGapTask
 from dart_hf.tasks.student import SHIPPED, StudentRecipe, planted_student, train_student
 
-TINY = StudentRecipe(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, n_train=40, steps=3, batch_size=4, warmup_steps=1)
+TINY = StudentRecipe(
+    hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, n_train=40, steps=3, batch_size=4, warmup_steps=1
+)
 
 
 def test_shipped_student_is_the_default_recipe_and_is_used_without_training(monkeypatch):
     meta = json.loads((SHIPPED / "student_recipe.json").read_text())
     assert meta["key"] == StudentRecipe().key(), "the default StudentRecipe changed: retrain and ship the student"
     assert 1e6 <= meta["parameters"] * 4 <= 10e6  # ~1M parameters, a few MB
-    monkeypatch.setattr(student_mod, "train_student", lambda *a, **k: pytest.fail("trained instead of using the shipped student"))
+    monkeypatch.setattr(
+        student_mod, "train_student", lambda *a, **k: pytest.fail("trained instead of using the shipped student")
+    )
     assert planted_student() == str(SHIPPED)
 
 

@@ -53,7 +53,9 @@ def test_readme_quickstart_runs_as_written():
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert blocks, "README has no python quickstart"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, "-c", blocks[0]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", blocks[0]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"^(imitate|explore|fallback) \[", proc.stdout, flags=re.M), proc.stdout
 
@@ -79,8 +81,16 @@ def test_converted_gguf_folder_trains_a_step(smollm2_checkpoint, tmp_path):
         "dart_action": "imitate",
     }
     args = DartSFTConfig(
-        output_dir=str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=1, learning_rate=1e-4,
-        max_length=64, bf16=False, use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True,
+        output_dir=str(tmp_path / "out"),
+        max_steps=1,
+        per_device_train_batch_size=1,
+        learning_rate=1e-4,
+        max_length=64,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
     )
     trainer = DartTrainer(folder, args=args, train_dataset=datasets.Dataset.from_list([row]))
     before = trainer.model.model.embed_tokens.weight.detach().clone()

@@ -27,23 +27,69 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
     data = tmp_path / "expert.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in PROBLEMS) + "\n")
     adapted = tmp_path / "adapted"
-    run("recipes/adapt.py", "--dataset_name", str(data), "--student", tiny_student, "--output_dir", str(adapted),
-        "--n_sim", "2", "--n_explore", "2", "--max_new_tokens", "8", "--temperature", "1.0")
-    assert sorted(os.listdir(adapted)) == ["dataset", "dataset.parquet", "report.html", "stats.json", "stepwise.parquet"]
+    run(
+        "recipes/adapt.py",
+        "--dataset_name",
+        str(data),
+        "--student",
+        tiny_student,
+        "--output_dir",
+        str(adapted),
+        "--n_sim",
+        "2",
+        "--n_explore",
+        "2",
+        "--max_new_tokens",
+        "8",
+        "--temperature",
+        "1.0",
+    )
+    assert sorted(os.listdir(adapted)) == [
+        "dataset",
+        "dataset.parquet",
+        "report.html",
+        "stats.json",
+        "stepwise.parquet",
+    ]
     ds = datasets.load_from_disk(adapted / "dataset")
     assert len(ds) == len(PROBLEMS)
 
     trained = tmp_path / "trained"
-    run("recipes/train.py", "--config", "recipes/configs/smoke.yaml", "--model_name_or_path", tiny_student,
-        "--dataset_name", str(adapted / "dataset.parquet"), "--output_dir", str(trained), "--max_steps", "2")
+    run(
+        "recipes/train.py",
+        "--config",
+        "recipes/configs/smoke.yaml",
+        "--model_name_or_path",
+        tiny_student,
+        "--dataset_name",
+        str(adapted / "dataset.parquet"),
+        "--output_dir",
+        str(trained),
+        "--max_steps",
+        "2",
+    )
     assert (trained / "config.json").exists()
     assert any(name.endswith(".safetensors") for name in os.listdir(trained))
     card = (trained / "README.md").read_text()
     assert f"base_model: {tiny_student}" in card and "n_sim" in card  # DART config read from stats.json
 
     result_file = tmp_path / "eval.json"
-    proc = run("recipes/evaluate.py", "--model", str(trained), "--dataset_name", str(data), "--n_samples", "2",
-               "--ks", "1", "2", "--max_new_tokens", "8", "--output_file", str(result_file))
+    proc = run(
+        "recipes/evaluate.py",
+        "--model",
+        str(trained),
+        "--dataset_name",
+        str(data),
+        "--n_samples",
+        "2",
+        "--ks",
+        "1",
+        "2",
+        "--max_new_tokens",
+        "8",
+        "--output_file",
+        str(result_file),
+    )
     result = json.loads(result_file.read_text())
     assert result["n_scored"] == len(PROBLEMS)
     assert 0.0 <= result["accuracy"] <= result["pass@2"] <= 1.0
@@ -71,7 +117,11 @@ def test_every_shipped_config_parses_with_its_recipe():
         cpu = [] if name.startswith("adapt_") else ["--bf16", "false", "--tf32", "false", "--use_cpu", "true"]
         parsed = recipe.make_parser().parse_args_and_config(["--config", path, *cpu])
         assert parsed, name
-    script, dart = _recipe("adapt").make_parser().parse_args_and_config(
-        ["--config", os.path.join(ROOT, "recipes", "configs", "adapt_limo_qwen2.5-math-1.5b.yaml")]
+    script, dart = (
+        _recipe("adapt")
+        .make_parser()
+        .parse_args_and_config(
+            ["--config", os.path.join(ROOT, "recipes", "configs", "adapt_limo_qwen2.5-math-1.5b.yaml")]
+        )
     )
     assert dart.early_stop and dart.adaptive_sampling and script.share_prefix and dart.max_steps == 24

@@ -302,8 +302,18 @@ def _rollouts(records):
 
 
 def _record(t, j, text, correct, *, phase="sim", reason="answer", chosen=False, answer="3"):
-    return dict(prefix_index=t, phase=phase, sample=j, text=text, answer=answer if reason != "length" else "",
-                correct=correct, tokens=len(text), finish_reason=reason, logprob=-0.5, chosen=chosen)
+    return dict(
+        prefix_index=t,
+        phase=phase,
+        sample=j,
+        text=text,
+        answer=answer if reason != "length" else "",
+        correct=correct,
+        tokens=len(text),
+        finish_reason=reason,
+        logprob=-0.5,
+        chosen=chosen,
+    )
 
 
 EVIL = "</pre><script>alert(1)</script> & <b>bold</b>"
@@ -385,7 +395,13 @@ def test_stepwise_with_rollouts_adds_columns_only():
     plain = to_stepwise(ds2)
     sw = to_stepwise(ds2, include_rollouts=True)
     assert sw.column_names == [
-        "prompt", "completions", "labels", "step_correct", "step_total", "step_rollouts", "step_rollout_correct"
+        "prompt",
+        "completions",
+        "labels",
+        "step_correct",
+        "step_total",
+        "step_rollouts",
+        "step_rollout_correct",
     ]
     assert sw.select_columns(["prompt", "completions", "labels"]).to_list() == plain.to_list()
     # f = 0.25, 0.75, 0, 1 over 4 rollouts; steps 1..3 only (t = 0 is the problem alone, not a step)

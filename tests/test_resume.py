@@ -12,13 +12,35 @@ import time
 import datasets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROWS = [{"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"} for i in range(12)]
+ROWS = [
+    {"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"}
+    for i in range(12)
+]
 
 
 def command(data, student, out):
-    return [sys.executable, "recipes/adapt.py", "--dataset_name", str(data), "--student", student, "--output_dir",
-            str(out), "--n_sim", "2", "--n_explore", "2", "--max_new_tokens", "200", "--temperature", "1.0",
-            "--chunk_size", "2", "--batch_size", "2"]
+    return [
+        sys.executable,
+        "recipes/adapt.py",
+        "--dataset_name",
+        str(data),
+        "--student",
+        student,
+        "--output_dir",
+        str(out),
+        "--n_sim",
+        "2",
+        "--n_explore",
+        "2",
+        "--max_new_tokens",
+        "200",
+        "--temperature",
+        "1.0",
+        "--chunk_size",
+        "2",
+        "--batch_size",
+        "2",
+    ]
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_student, tmp_path):
@@ -27,8 +49,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_result(tiny_student, tmp_pa
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(data, tiny_student, killed), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(data, tiny_student, killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     first_chunk = killed / "chunks" / "00000"
     deadline = time.monotonic() + 120
     while not first_chunk.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -59,7 +82,7 @@ import pytest  # noqa: E402
 
 from dart_hf import DartAdapter, DartConfig  # noqa: E402
 from dart_hf.errors import UsageError  # noqa: E402
-from dart_hf.runner import adapt_and_write, adapt_in_chunks  # noqa: E402
+from dart_hf.resumable import adapt_and_write, adapt_in_chunks  # noqa: E402
 
 from scripted import TEMPLATE, ScriptedBackend, expert  # noqa: E402
 
@@ -81,8 +104,9 @@ def scripted_rows(tag: str, n: int = 6) -> datasets.Dataset:
 def scripted_adapter(n_sim: int = 4) -> DartAdapter:
     """One per n_sim: its math-verify worker starts once."""
     script = {t: (outcomes * 2)[:n_sim] for t, outcomes in SCRIPT.items()}
-    return DartAdapter(ScriptedBackend(sim=script, n_sim=n_sim), DartConfig(n_sim=n_sim, prompt_template=TEMPLATE),
-                       progress=False)
+    return DartAdapter(
+        ScriptedBackend(sim=script, n_sim=n_sim), DartConfig(n_sim=n_sim, prompt_template=TEMPLATE), progress=False
+    )
 
 
 class KillAfter:
@@ -90,7 +114,12 @@ class KillAfter:
 
     def __init__(self, adapter, calls):
         self.adapter, self.calls, self.fingerprint, self.config, self.backend = (
-            adapter, calls, adapter.fingerprint, adapter.config, adapter.backend)
+            adapter,
+            calls,
+            adapter.fingerprint,
+            adapter.config,
+            adapter.backend,
+        )
 
     def __call__(self, batch):
         if self.calls == 0:
@@ -121,8 +150,9 @@ def test_resume_refuses_chunks_of_another_configuration(tmp_path):
 
 def test_overwrite_starts_over_and_a_matching_resume_reuses_the_chunks(tmp_path):
     killed_run(tmp_path / "a", scripted_rows("old"), scripted_adapter())
-    got = adapt_in_chunks(scripted_rows("new"), scripted_adapter(), str(tmp_path / "a"), chunk_size=2, batch_size=2,
-                          overwrite=True)
+    got = adapt_in_chunks(
+        scripted_rows("new"), scripted_adapter(), str(tmp_path / "a"), chunk_size=2, batch_size=2, overwrite=True
+    )
     assert got["problem"] == scripted_rows("new")["problem"]
 
     killed_run(tmp_path / "b", scripted_rows("same"), scripted_adapter())
@@ -135,9 +165,16 @@ def test_overwrite_starts_over_and_a_matching_resume_reuses_the_chunks(tmp_path)
 
 def test_a_second_run_on_a_locked_output_dir_fails_at_once(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from dart_hf.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
-         "print('locked', flush=True); time.sleep(120)", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from dart_hf.rundir import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('locked', flush=True); time.sleep(120)",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -179,6 +216,7 @@ def test_a_kill_at_any_file_system_step_leaves_a_directory_the_same_call_resumes
                 if countdown[0] < 0:
                     raise Killed()
             return real[name](*args, **kwargs)
+
         return wrapper
 
     for name in FS_STEPS:

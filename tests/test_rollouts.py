@@ -144,7 +144,9 @@ def test_texts_are_kept_exactly():
     from dart_hf.simulation import Rollout
 
     texts = ["a\x00", "", "é\n  "]
-    column = _rollout_column([(Rollout(0, Completion(x, 1, None), None, False), "sim", j) for j, x in enumerate(texts)], None)
+    column = _rollout_column(
+        [(Rollout(0, Completion(x, 1, None), None, False), "sim", j) for j, x in enumerate(texts)], None
+    )
     stored = datasets.Dataset.from_list([{"r": column}])[0]["r"]
     assert [r["text"] for r in rollout_records(stored)] == texts
     assert all(math.isnan(r["logprob"]) for r in rollout_records(stored))
@@ -167,7 +169,12 @@ def _map(keep, **kwargs):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(batched=True, batch_size=2), dict(batched=True, batch_size=1), dict(batched=False), dict(batched=True, batch_size=2, num_proc=2)],
+    [
+        dict(batched=True, batch_size=2),
+        dict(batched=True, batch_size=1),
+        dict(batched=False),
+        dict(batched=True, batch_size=2, num_proc=2),
+    ],
 )
 def test_first_batch_of_errors_then_rollouts_types_the_column(kwargs):
     on = _map(True, **kwargs)
@@ -201,7 +208,10 @@ def test_rollouts_survive_save_and_parquet(tmp_path):
     on = _map(True, batched=True)
     on.save_to_disk(str(tmp_path / "ds"))
     on.to_parquet(str(tmp_path / "ds.parquet"))
-    for again in (datasets.load_from_disk(str(tmp_path / "ds")), datasets.Dataset.from_parquet(str(tmp_path / "ds.parquet"))):
+    for again in (
+        datasets.load_from_disk(str(tmp_path / "ds")),
+        datasets.Dataset.from_parquet(str(tmp_path / "ds.parquet")),
+    ):
         assert rollout_records(again[3]["dart_rollouts"]) == rollout_records(on[3]["dart_rollouts"])
         assert all(math.isnan(r["logprob"]) is False for r in rollout_records(again[3]["dart_rollouts"]))
 

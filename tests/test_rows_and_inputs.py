@@ -10,7 +10,8 @@ import pytest
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.adapter import OUTPUT_COLUMNS
-from dart_hf.examples import parse_example, render_prompt
+from dart_hf.example import parse_example
+from dart_hf.prompts import render_prompt
 
 from scripted import TEMPLATE, ScriptedBackend, expert
 
@@ -29,16 +30,21 @@ def adapter(backend=None, batched=None, **cfg):
 def comparable(rows):
     """Rows without the timing column, NaN made comparable."""
     return [
-        {k: ([None if isinstance(x, float) and math.isnan(x) else x for x in v] if k == "dart_step_success" else v)
-         for k, v in row.items() if k != "dart_seconds"}
+        {
+            k: ([None if isinstance(x, float) and math.isnan(x) else x for x in v] if k == "dart_step_success" else v)
+            for k, v in row.items()
+            if k != "dart_seconds"
+        }
         for row in rows
     ]
 
 
 # ------------------------------------------------------------------ #7 unbatched map reads rows, not columns
 def messages_row(content="What is 6*7?"):
-    return {"messages": [{"role": "user", "content": content}, {"role": "assistant", "content": expert(3)}],
-            "answer": "42"}
+    return {
+        "messages": [{"role": "user", "content": content}, {"role": "assistant", "content": expert(3)}],
+        "answer": "42",
+    }
 
 
 def test_unbatched_map_of_an_empty_conversation_is_an_error_row():
@@ -50,8 +56,10 @@ def test_unbatched_map_of_an_empty_conversation_is_an_error_row():
 
 def test_unbatched_map_of_a_list_typed_problem_is_one_error_row():
     ds = datasets.Dataset.from_list([{"problem": ["a", "b"], "solution": expert(3), "answer": "42"}] * 2)
-    for out in (ds.map(adapter(), load_from_cache_file=False),
-                ds.map(adapter(), batched=True, load_from_cache_file=False)):
+    for out in (
+        ds.map(adapter(), load_from_cache_file=False),
+        ds.map(adapter(), batched=True, load_from_cache_file=False),
+    ):
         assert out["dart_action"] == ["error", "error"]
         assert "'problem' must be a string, got list" in out["dart_error"][0]
 
@@ -81,8 +89,12 @@ def test_the_batched_flag_must_agree_with_the_map_call():
 
 # a zoo of bad rows mixed with good ones, every column present in every row (as Arrow requires)
 def zoo_row(problem="What is 6*7?", solution=None, answer="42", messages=None):
-    return {"problem": problem, "solution": expert(3) if solution is None else solution, "answer": answer,
-            "messages": messages}
+    return {
+        "problem": problem,
+        "solution": expert(3) if solution is None else solution,
+        "answer": answer,
+        "messages": messages,
+    }
 
 
 ZOO = [
@@ -95,8 +107,10 @@ ZOO = [
     zoo_row(answer="\\frac{"),
     zoo_row(problem="Say {prefix} and {instruction}."),  # placeholders in the data are text
     zoo_row(problem=None, messages=[{"role": "assistant", "content": "x"}]),
-    zoo_row(problem=None, messages=[{"role": "user", "content": "What is 6*7?"},
-                                    {"role": "assistant", "content": expert(3)}]),
+    zoo_row(
+        problem=None,
+        messages=[{"role": "user", "content": "What is 6*7?"}, {"role": "assistant", "content": expert(3)}],
+    ),
     zoo_row(solution=expert(3, " so \\boxed{42}"), answer=None),  # gold from the expert's box
 ]
 
@@ -155,8 +169,9 @@ def test_some_timeouts_are_counted_and_the_row_kept():
 # ------------------------------------------------------------------ #8 placeholders in the data are text
 def test_prompt_template_substitutes_in_the_template_only():
     config = DartConfig(prompt_template="Q: {problem}\n{instruction}\nA: {prefix}", instruction="Box it.")
-    example = parse_example({"problem": "Is {prefix} a {instruction}?", "solution": "a {problem}\n\nb", "answer": "1"},
-                            config)
+    example = parse_example(
+        {"problem": "Is {prefix} a {instruction}?", "solution": "a {problem}\n\nb", "answer": "1"}, config
+    )
     prompt = render_prompt(example, "a {problem}\n\n", None, config)
     assert prompt == "Q: Is {prefix} a {instruction}?\nBox it.\nA: a {problem}\n\n"
 
@@ -219,8 +234,10 @@ def test_given_steps_must_be_a_list_of_strings(steps, reason):
 @pytest.mark.parametrize(
     "row, reason",
     [
-        ({"messages": ["hello", {"role": "assistant", "content": "x"}], "answer": "42"},
-         "messages must be a list of {'role', 'content'} dicts"),  # was an AttributeError
+        (
+            {"messages": ["hello", {"role": "assistant", "content": "x"}], "answer": "42"},
+            "messages must be a list of {'role', 'content'} dicts",
+        ),  # was an AttributeError
         ({"messages": "What is 6*7?", "answer": "42"}, "'messages' must be a list of messages, got str"),
         ({"messages": None, "answer": "42"}, "'messages' is None"),
         ({"problem": float("nan"), "solution": expert(3), "answer": "42"}, "'problem' must be a string, got float"),

@@ -40,7 +40,21 @@ def test_paper_reference_is_one_record():
 
 def test_number_and_duration_formatting():
     assert [number(x) for x in (None, True, 1234, 1234.0, 3.14159, math.nan, math.inf, "x")] == [
-        "–", "True", "1,234", "1,234", "3.14", "–", "–", "x"]
+        "–",
+        "True",
+        "1,234",
+        "1,234",
+        "3.14",
+        "–",
+        "–",
+        "x",
+    ]
     assert number(0.5, 1) == "0.5"
     assert [duration(s) for s in (None, math.nan, True, 42, 750, 11520)] == [
-        "–", "–", "–", "42.0 s", "12.5 min (750 s)", "3.2 h (11,520 s)"]
+        "–",
+        "–",
+        "–",
+        "42.0 s",
+        "12.5 min (750 s)",
+        "3.2 h (11,520 s)",
+    ]

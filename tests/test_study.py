@@ -11,7 +11,7 @@ import pytest
 
 from dart_hf import DartConfig
 from dart_hf.backends.base import Completion
-from dart_hf.examples import parse_example
+from dart_hf.example import parse_example
 from dart_hf.simulation import Rollout
 from dart_hf.study import StudyConfig
 from dart_hf.study.conditions import matched_samples, pass_rate_set, rft_set, static_set
@@ -24,7 +24,9 @@ def _examples(n):
 
 
 def _rollouts(outcomes, tokens=10):
-    return [Rollout(0, Completion(f"try {j} {ok}", tokens, logprob=-0.1 * j), str(j), ok) for j, ok in enumerate(outcomes)]
+    return [
+        Rollout(0, Completion(f"try {j} {ok}", tokens, logprob=-0.1 * j), str(j), ok) for j, ok in enumerate(outcomes)
+    ]
 
 
 def test_static_keeps_every_readable_row_as_the_expert_wrote_it():
@@ -37,7 +39,12 @@ def test_static_keeps_every_readable_row_as_the_expert_wrote_it():
 
 def test_pass_rate_keeps_problems_inside_the_band_and_counts_all_samples():
     examples = _examples(4)
-    samples = [_rollouts([True] * 4), _rollouts([True, False, False, False]), _rollouts([False] * 4), _rollouts([True, True, False, False])]
+    samples = [
+        _rollouts([True] * 4),
+        _rollouts([True, False, False, False]),
+        _rollouts([False] * 4),
+        _rollouts([True, True, False, False]),
+    ]
     ts = pass_rate_set(examples, samples, (0.1, 0.9))
     kept = [r["completion"][0]["content"] for r in ts.rows]
     assert kept == [examples[1].solution, examples[3].solution]
@@ -76,7 +83,12 @@ def test_per_problem_pass_and_bootstrap_interval():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(conditions=["static", "sft2"]), dict(seeds=[]), dict(ks=[8], eval_samples=4), dict(pass_rate_band=[0.9, 0.1])],
+    [
+        dict(conditions=["static", "sft2"]),
+        dict(seeds=[]),
+        dict(ks=[8], eval_samples=4),
+        dict(pass_rate_band=[0.9, 0.1]),
+    ],
 )
 def test_bad_study_config_is_refused(kwargs):
     with pytest.raises(ValueError):
@@ -105,7 +117,10 @@ def study_run(tmp_path_factory):
     config.write_text(STUDY_YAML.format(out=tmp / "out"))
     proc = subprocess.run(
         [sys.executable, "-m", "dart_hf", "study", "--config", str(config), "--seeds", "0", "1"],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc, tmp / "out"
@@ -143,7 +158,9 @@ def test_study_writes_every_output_with_all_conditions_and_seeds(study_run):
 def test_study_cli_bad_config_is_one_line_and_exit_2(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("conditions: [static, magic]\n")
-    proc = subprocess.run([sys.executable, "-m", "dart_hf", "study", "--config", str(config)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "study", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert "conditions must be" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -158,6 +175,8 @@ def test_wilson_interval_brackets_the_rate():
 
 
 def test_study_help_lists_the_config_fields():
-    proc = subprocess.run([sys.executable, "-m", "dart_hf", "study", "--help"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "study", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--n_train" in proc.stdout and "--pass_rate_band" in proc.stdout and "95% intervals" in proc.stdout

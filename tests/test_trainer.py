@@ -209,9 +209,7 @@ def _masked_reference(trainer: DartTrainer, keep_student: bool) -> Dataset:
     """Pre-tokenized copy of the prepared data, trained only on student (or only on expert) tokens."""
 
     def mask(row):
-        labels = [
-            lab if (m == 1) == keep_student else -100 for lab, m in zip(row["labels"], row["explore_mask"])
-        ]
+        labels = [lab if (m == 1) == keep_student else -100 for lab, m in zip(row["labels"], row["explore_mask"])]
         return {"input_ids": row["input_ids"], "labels": labels}
 
     data = trainer.train_dataset
@@ -274,7 +272,7 @@ def test_trains_on_real_dart_adapter_output(tiny_student, tokenizer, tmp_path):
     assert len(trainer.train_dataset) == 2
     row = trainer.train_dataset[0]
     student = tokenizer.decode([t for t, m in zip(row["input_ids"], row["explore_mask"]) if m])
-    assert student == explored["dart_solution"][explored["dart_student_start"]:] + "<|im_end|>\n"
+    assert student == explored["dart_solution"][explored["dart_student_start"] :] + "<|im_end|>\n"
     assert {"expert_loss", "explore_loss"} <= train_logs(trainer)[0].keys()
 
 
@@ -358,9 +356,21 @@ def test_recipe_trains_from_config_with_cli_override(tiny_student, tmp_path):
     Dataset.from_list(dart_rows(8, with_error=True)).to_parquet(str(tmp_path / "outputs/smoke/adapted/dataset.parquet"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(
-        [sys.executable, str(REPO / "recipes/train.py"), "--config", str(REPO / "recipes/configs/smoke.yaml"),
-         "--max_steps", "2", "--disable_tqdm", "true"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "recipes/train.py"),
+            "--config",
+            str(REPO / "recipes/configs/smoke.yaml"),
+            "--max_steps",
+            "2",
+            "--disable_tqdm",
+            "true",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "outputs/smoke/trained"

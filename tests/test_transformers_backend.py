@@ -77,7 +77,7 @@ class ScriptedLogits:
 def test_tiny_student_is_deterministic_and_fast(tmp_path, arch):
     from transformers import AutoModelForCausalLM
 
-    from dart_hf.testing import build_tiny_student
+    from dart_hf.local_models import build_tiny_student
 
     start = time.perf_counter()
     a = build_tiny_student(tmp_path / "a", arch=arch, seed=3)
@@ -423,7 +423,7 @@ def test_shared_prefix_with_other_cache_layers_falls_back(tiny_student, nested):
 
 
 def test_fingerprint_of_paths_and_ids_without_loading(tiny_student, tmp_path):
-    from dart_hf.testing import build_tiny_student
+    from dart_hf.local_models import build_tiny_student
 
     a, b = TransformersBackend(tiny_student, device="cpu"), TransformersBackend(tiny_student)
     assert a.fingerprint == b.fingerprint

@@ -65,7 +65,9 @@ def test_gold_first_is_not_symmetric(verifier):
 
 def test_fast_paths_never_start_a_worker():
     v = MathVerifier()
-    assert v.verify_many([("42", None), ("42", ""), ("42", "  "), ("", "42"), (r" $\frac{1}{2}$ ", r"\frac{1}{2}")]) == [
+    assert v.verify_many(
+        [("42", None), ("42", ""), ("42", "  "), ("", "42"), (r" $\frac{1}{2}$ ", r"\frac{1}{2}")]
+    ) == [
         False,
         False,
         False,

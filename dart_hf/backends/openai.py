@@ -241,7 +241,9 @@ class OpenAIServerBackend:
     def _post_once(self, url: str, body: dict, timeout: float) -> dict:
         """One POST under a whole-request deadline; `_Retryable` for what another attempt may fix."""
         try:
-            resp = _http.request("POST", f"{url}/v1/completions", json.dumps(body).encode("utf-8"), self._headers(), timeout)
+            resp = _http.request(
+                "POST", f"{url}/v1/completions", json.dumps(body).encode("utf-8"), self._headers(), timeout
+            )
         except _http.DeadlineExceeded as err:
             raise _Retryable(f"deadline for {url}: {err}") from None
         except (OSError, http.client.HTTPException) as err:
@@ -401,7 +403,9 @@ class OpenAIServerBackend:
             return None, None
         return sum(nums) / len(nums), len(values)
 
-    def _fetch(self, request: GenerationRequest, n: int, seed: int, abort: Optional[threading.Event] = None) -> list[Completion]:
+    def _fetch(
+        self, request: GenerationRequest, n: int, seed: int, abort: Optional[threading.Event] = None
+    ) -> list[Completion]:
         return self._completions(self._post(self._body(request, n, seed), abort))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
@@ -437,33 +441,45 @@ class OpenAIServerBackend:
             # round 1: n choices per request, unless the server is known to ignore `n`; a request that
             # continues a sample stream (`first_sample > 0`) is drawn sample by sample, each seeded as itself
             if not self._ignores_n:
-                first = settle({
-                    (r, -1): pool.submit(self._fetch, req, req.n, sample_seed(req.seed, 0), abort)
-                    for r, req in enumerate(requests)
-                    if req.n > 0 and req.first_sample == 0
-                })
+                first = settle(
+                    {
+                        (r, -1): pool.submit(self._fetch, req, req.n, sample_seed(req.seed, 0), abort)
+                        for r, req in enumerate(requests)
+                        if req.n > 0 and req.first_sample == 0
+                    }
+                )
                 for (r, _), got in first.items():
                     results[r] = got[: requests[r].n]
                     if len(got) < requests[r].n:
                         self._ignores_n = True
             # top up: one n=1 request per missing sample, seeded as that sample
             for _ in range(3):
-                missing = [(r, j) for r, req in enumerate(requests) if r not in errors for j in range(len(results[r]), req.n)]
+                missing = [
+                    (r, j) for r, req in enumerate(requests) if r not in errors for j in range(len(results[r]), req.n)
+                ]
                 if not missing:
                     break
-                done = settle({
-                    (r, j): pool.submit(
-                        self._fetch, requests[r], 1, sample_seed(requests[r].seed, requests[r].first_sample + j), abort
-                    )
-                    for r, j in missing
-                })
+                done = settle(
+                    {
+                        (r, j): pool.submit(
+                            self._fetch,
+                            requests[r],
+                            1,
+                            sample_seed(requests[r].seed, requests[r].first_sample + j),
+                            abort,
+                        )
+                        for r, j in missing
+                    }
+                )
                 for r, req in enumerate(requests):
                     j = len(results[r])
                     while j < req.n and done.get((r, j)):
                         results[r].append(done[(r, j)][0])
                         j += 1
         finally:
-            pool.shutdown(wait=not abort.is_set(), cancel_futures=True)  # aborted: in-flight requests end by their deadline
+            pool.shutdown(
+                wait=not abort.is_set(), cancel_futures=True
+            )  # aborted: in-flight requests end by their deadline
         for r, req in enumerate(requests):
             if r not in errors and len(results[r]) != req.n:
                 errors[r] = ServerError(

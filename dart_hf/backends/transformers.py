@@ -33,7 +33,17 @@ from .base import Completion, GenerationRequest, sample_seed
 
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx")
 _FINGERPRINT_SUFFIXES = (
-    ".json", ".safetensors", ".bin", ".pt", ".pth", ".gguf", ".model", ".jinja", ".txt", ".tiktoken", ".py",
+    ".json",
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".gguf",
+    ".model",
+    ".jinja",
+    ".txt",
+    ".tiktoken",
+    ".py",
 )
 
 
@@ -533,9 +543,9 @@ class TransformersBackend:
         rows_of = {u: k for k, u in enumerate(u for part in parts for u in part[0])}
         index = torch.tensor([rows_of[u] for u in expand], device=device)
         logits = torch.cat([part[1] for part in parts]).index_select(0, index)
-        mask = torch.cat(
-            [torch.nn.functional.pad(m, (width - m.shape[-1], 0)) for _, _, _, m in parts]
-        ).index_select(0, index)
+        mask = torch.cat([torch.nn.functional.pad(m, (width - m.shape[-1], 0)) for _, _, _, m in parts]).index_select(
+            0, index
+        )
         for li in range(len(cache.layers)):
             keys, values = [], []
             for _, _, kv, _ in parts:

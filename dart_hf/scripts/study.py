@@ -1,7 +1,7 @@
 """`dart-hf study --config x.yaml`: static SFT vs DART vs pass-rate filtering vs RFT on held-out problems.
 
-    dart-hf study --config recipes/planted_gap/study/config_cpu.yaml
-    dart-hf study --config recipes/planted_gap/study/config_cpu.yaml --seeds 0 1 --n_train 100
+dart-hf study --config recipes/planted_gap/study/config_cpu.yaml
+dart-hf study --config recipes/planted_gap/study/config_cpu.yaml --seeds 0 1 --n_train 100
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ import datasets
 from ..adapter import DartAdapter, is_usable
 from ..backends.base import GenerationBackend, derive_seed
 from ..config import DartConfig
-from ..examples import Example, ExampleError, parse_example
-from ..exploration import select_continuation
+from ..example import Example, ExampleError, parse_example
+from ..selection import select_continuation
 from ..simulation import Rollout, SampleJob, run_jobs
 
 #: Phase name of the from-scratch samples the baselines draw (its own seed stream, apart from DART's).

@@ -16,8 +16,10 @@ class StudyConfig:
     # Data and student
     task: str = field(
         default="planted_gap",
-        metadata={"help": "'planted_gap' (generated, ground truth known) or a dataset (file, folder, Hub id) with "
-                  "problem/solution[/answer] columns, split by `eval_fraction`."},
+        metadata={
+            "help": "'planted_gap' (generated, ground truth known) or a dataset (file, folder, Hub id) with "
+            "problem/solution[/answer] columns, split by `eval_fraction`."
+        },
     )
     student: Optional[str] = field(
         default=None, metadata={"help": "Model id or folder; default: the planted-gap student (trained once, cached)."}
@@ -27,28 +29,40 @@ class StudyConfig:
     eval_fraction: float = field(default=0.3, metadata={"help": "Dataset tasks: share of rows held out."})
     data_seed: int = field(default=0, metadata={"help": "Seed of the generated task or of the train/eval split."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Study seeds (sampling + training)."})
-    conditions: list[str] = field(default_factory=lambda: list(CONDITIONS), metadata={"help": f"Subset of {CONDITIONS}."})
+    conditions: list[str] = field(
+        default_factory=lambda: list(CONDITIONS), metadata={"help": f"Subset of {CONDITIONS}."}
+    )
 
     # Generation (shared by DART and the baselines)
-    n_sim: int = field(default=4, metadata={"help": "DART rollouts per prefix; also the pass-rate samples per problem."})
+    n_sim: int = field(
+        default=4, metadata={"help": "DART rollouts per prefix; also the pass-rate samples per problem."}
+    )
     n_explore: int = field(default=4, metadata={"help": "DART extra rollouts at the pre-gap prefix."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature for every condition and the evaluation."})
+    temperature: float = field(
+        default=0.7, metadata={"help": "Sampling temperature for every condition and the evaluation."}
+    )
     max_new_tokens: int = field(default=96, metadata={"help": "Cap per rollout."})
     gap_rule: str = field(default="drop", metadata={"help": "DART gap rule."})
     gap_margin: float = field(default=0.5, metadata={"help": "DART `drop` margin."})
     early_stop: bool = field(default=True, metadata={"help": "DART cheaper simulation (exact)."})
     adaptive_sampling: bool = field(default=True, metadata={"help": "DART cheaper simulation (exact)."})
     pass_rate_band: list[float] = field(
-        default_factory=lambda: [0.1, 0.9], metadata={"help": "Pass-rate filtering keeps problems with a pass rate in [low, high]."}
+        default_factory=lambda: [0.1, 0.9],
+        metadata={"help": "Pass-rate filtering keeps problems with a pass rate in [low, high]."},
     )
     rft_samples: Optional[int] = field(
         default=None,
-        metadata={"help": "RFT samples per problem; default: as many as match DART's generated tokens (at least n_sim)."},
+        metadata={
+            "help": "RFT samples per problem; default: as many as match DART's generated tokens (at least n_sim)."
+        },
     )
 
     # Training (identical for every condition)
     learning_rate: float = field(
-        default=1e-4, metadata={"help": "SFT learning rate (1e-4 keeps the planted-gap student intact under SFT on its own samples)."}
+        default=1e-4,
+        metadata={
+            "help": "SFT learning rate (1e-4 keeps the planted-gap student intact under SFT on its own samples)."
+        },
     )
     num_train_epochs: float = field(default=3.0, metadata={"help": "SFT epochs."})
     per_device_train_batch_size: int = field(default=16, metadata={"help": "SFT batch size."})

@@ -91,7 +91,11 @@ def build_training_sets(
         if "rft" in config.conditions:
             n = config.rft_samples or matched_samples(budget or 0, probe, len(train), config.n_sim)
             start = time.perf_counter()
-            more = sample_from_scratch(examples, n - config.n_sim, backend, verifier, dcfg, first=config.n_sim) if n > config.n_sim else [[] for _ in examples]
+            more = (
+                sample_from_scratch(examples, n - config.n_sim, backend, verifier, dcfg, first=config.n_sim)
+                if n > config.n_sim
+                else [[] for _ in examples]
+            )
             drawn = [a + b for a, b in zip(probe, more)] if n >= config.n_sim else [p[:n] for p in probe]
             sets["rft"] = rft_set(examples, drawn, dcfg)
             sets["rft"].seconds = probe_seconds * min(n, config.n_sim) / config.n_sim + time.perf_counter() - start
@@ -139,8 +143,13 @@ def train_condition(student: str, rows: datasets.Dataset, config: StudyConfig, s
 
 def _evaluate(backend: Any, evalset: datasets.Dataset, config: StudyConfig, seed: int, verifier: Any) -> dict[str, Any]:
     result = evaluate_student(
-        backend, evalset, dart_config(config, seed), n_samples=config.eval_samples, ks=tuple(config.ks),
-        verifier=verifier, progress=False,
+        backend,
+        evalset,
+        dart_config(config, seed),
+        n_samples=config.eval_samples,
+        ks=tuple(config.ks),
+        verifier=verifier,
+        progress=False,
     )
     return {
         "correct": [r["correct"] for r in result["rows"]],
@@ -176,7 +185,9 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     for seed in config.seeds:
         sets = build_training_sets(config, train, base_backend, verifier, seed)
         ev = _evaluate(base_backend, evalset, config, seed, verifier)
-        runs[BASE].append({"seed": seed, "train_rows": 0, "gen_tokens": 0, "gen_seconds": 0.0, "train_seconds": 0.0, **ev})
+        runs[BASE].append(
+            {"seed": seed, "train_rows": 0, "gen_tokens": 0, "gen_seconds": 0.0, "train_seconds": 0.0, **ev}
+        )
         bar.update()
         for condition in config.conditions:
             tset = sets[condition]
@@ -191,7 +202,10 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
                 record.update(train_seconds=0.0, **ev)
             else:
                 model, tokenizer, seconds = train_condition(student, tset.rows, config, seed)
-                record.update(train_seconds=seconds, **_evaluate(TransformersBackend(model, tokenizer, device=device), evalset, config, seed, verifier))
+                record.update(
+                    train_seconds=seconds,
+                    **_evaluate(TransformersBackend(model, tokenizer, device=device), evalset, config, seed, verifier),
+                )
             runs[condition].append(record)
             bar.update()
     bar.close()

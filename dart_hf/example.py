@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import math
 import numbers
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -129,18 +128,3 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
     gold = gold.strip()
     key = hashlib.sha256("\x1f".join([m["content"] for m in context] + [solution]).encode()).hexdigest()[:16]
     return Example(context=context, solution=solution, steps=steps, gold=gold, key=key, problem=raw_problem)
-
-
-_PLACEHOLDER = re.compile(r"\{(problem|instruction|prefix)\}")
-
-
-def render_prompt(example: Example, prefix: str, tokenizer: Any, config: DartConfig) -> str:
-    """The text the student continues: its own chat template with the assistant turn already begun."""
-    if config.prompt_template is not None:
-        # One pass over the template: a problem or step that contains "{prefix}" is text, not a slot.
-        values = {"problem": example.problem, "instruction": config.instruction, "prefix": prefix}
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], config.prompt_template)
-    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-        raise ExampleError("the student has no chat template: set DartConfig.prompt_template")
-    head = tokenizer.apply_chat_template(example.context, tokenize=False, add_generation_prompt=True)
-    return head + prefix
