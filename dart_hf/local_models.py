@@ -1,6 +1,7 @@
-"""Offline test assets: a tiny student built on the fly, and the real SmolLM2-135M GGUF student.
+"""Students that need no Hub: a tiny one built on the fly, the real SmolLM2-135M GGUF, GGUF conversion.
 
-Nothing here touches the Hugging Face Hub:
+The demo, the benchmarks and the tests use them offline (the CLI imports this module, so it ships
+with the package rather than under `tests/`):
 
 - [`build_tiny_student`][dart_hf.local_models.build_tiny_student] trains a byte-level BPE tokenizer on a
   built-in math corpus and saves a randomly initialised, few-ten-thousand-parameter Qwen2 (or Llama)
