@@ -322,7 +322,7 @@ def _eval_results_metadata(eval_results: Mapping[str, Any]) -> list[EvalResult]:
 
 def model_card(
     *,
-    base_model: str,
+    base_model: Optional[str],
     dataset_id: Optional[str],
     dart_config: Optional[Mapping[str, Any]],
     training_args: Optional[Mapping[str, Any]],
@@ -337,13 +337,14 @@ def model_card(
     `eval_results` maps a dataset name to its metrics, e.g. `{"gsm8k": {"accuracy": 0.41, "pass@4": 0.62}}`;
     numeric values also go to the `model-index` metadata. `training_args` may be a whole
     `TrainingArguments.to_dict()`: the key settings are shown in a table, the rest collapsed, secrets never.
-    `tags` are added after `MODEL_TAGS`.
+    `tags` are added after `MODEL_TAGS`. A local `base_model` or `dataset_id` is shown in the body but left out
+    of the metadata, which the Hub only accepts with Hub ids.
     """
     name = model_name or (_short(repo_id) if repo_id else f"{_short(base_model)}-dart")
     evals = _eval_results_metadata(eval_results) if eval_results else []
-    data = ModelCardData(
-        base_model=base_model,
-        datasets=[dataset_id] if dataset_id else None,
+    data = ModelCardData(  # the Hub takes Hub ids only here; a local path is named in the body instead
+        base_model=base_model if _is_hub_id(base_model) else None,
+        datasets=[dataset_id] if _is_hub_id(dataset_id) else None,
         tags=list(dict.fromkeys([*MODEL_TAGS, *tags])),
         library_name="transformers",
         pipeline_tag="text-generation",
