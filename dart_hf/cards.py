@@ -58,23 +58,10 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
 }
 
 #: Training arguments shown first in a model card (the rest goes in a collapsed block).
-_KEY_TRAINING_ARGS = (
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "lr_scheduler_type",
-    "warmup_ratio",
-    "warmup_steps",
-    "weight_decay",
-    "max_length",
-    "packing",
-    "completion_only_loss",
-    "bf16",
-    "seed",
-    "expert_weight",
-    "explore_weight",
+_KEY_TRAINING_ARGS = tuple(
+    "learning_rate num_train_epochs max_steps per_device_train_batch_size gradient_accumulation_steps "
+    "lr_scheduler_type warmup_ratio warmup_steps weight_decay max_length packing completion_only_loss bf16 seed "
+    "expert_weight explore_weight".split()
 )
 _SECRET = re.compile(r"token|password|secret|api_?key", re.IGNORECASE)
 
@@ -199,7 +186,7 @@ def _dataset_context(
         "title": title,
         "source_link": _link(source, "dataset"),
         "student_link": _link(student),
-        "student": student,
+        "student_id": student or "<student>",
         "load_id": repo_id or "<namespace>/<this-dataset>",
         "dart_hf_version": stats.get("dart_hf_version"),
         "n_rows": number(n),
@@ -308,15 +295,8 @@ def _eval_results_metadata(eval_results: Mapping[str, Any]) -> list[EvalResult]:
         scores = scores if isinstance(scores, Mapping) else {"score": scores}
         for metric, value in scores.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                out.append(
-                    EvalResult(
-                        task_type="text-generation",
-                        dataset_type=name,
-                        dataset_name=name,
-                        metric_type=metric,
-                        metric_value=value,
-                    )
-                )
+                kind = dict(task_type="text-generation", dataset_type=name, dataset_name=name)
+                out.append(EvalResult(**kind, metric_type=metric, metric_value=value))
     return out
 
 

@@ -449,6 +449,7 @@ def test_dataset_card_with_little_information():
     assert "No DART configuration was recorded" in card.text
     assert "`/local/ckpt` (local)" in card.text  # a local path is not turned into a Hub link
     assert 'load_dataset("<namespace>/<this-dataset>"' in card.text
+    assert 'DartTrainer(model="<student>", train_dataset=ds,' in dataset_card({**stats, "student": None}).text
 
 
 # ---------------------------------------------------------------------------------------------- model card
