@@ -5,11 +5,14 @@ DART changed, with which student and settings, and what it cost. `dataset_card` 
 `dart_hf.report.compute_stats`; `model_card` does the same for a student trained on such data.
 
 * `dataset_card(stats, ...)`          - a `huggingface_hub.DatasetCard` (YAML metadata + markdown body);
-* `model_card(base_model=..., ...)`   - a `huggingface_hub.ModelCard` for a trained student;
+* `model_card(base_model=..., ...)`   - a `huggingface_hub.ModelCard` for a trained student
+  (`DartTrainer.create_model_card` renders it for `trainer.push_to_hub`);
 * `push_adapted_dataset(ds, repo_id)` - `Dataset.push_to_hub` + the dataset card, in one call;
-* `push_model_card(repo_id, card)`    - the card only (the trainer pushes the weights itself).
+* `push_model_card(repo_id, card)`    - the card only, e.g. to update it after an evaluation.
 
-The bodies are built in Python (no Jinja template) so the only dependency is `huggingface_hub`.
+The bodies are the Jinja2 templates in `dart_hf/templates/`, rendered by `DatasetCard.from_template` /
+`ModelCard.from_template` as TRL renders its cards; this module computes their context: links, tables
+as rows of cells (numbers formatted by `dart_hf.formatting`) and the YAML metadata.
 """
 
 from __future__ import annotations
@@ -17,26 +20,34 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Optional
 
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, ModelCard, ModelCardData, constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .formatting import duration, number
+from .formatting import compact, duration, markdown_cell, number, percent
 from .schema import (  # noqa: F401  (PAPER_URL, PAPER_REF: kept importable from here)
     ACTION_MEANINGS,
     ACTIONS,
     COLUMN_DESCRIPTIONS,
     COLUMN_TYPES,
     OUTPUT_COLUMNS,
+    PAPER_CITATION,
     PAPER_REF,
     PAPER_URL,
+    USABLE_RULE,
 )
 
 logger = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+DATASET_CARD_TEMPLATE = TEMPLATES / "dataset_card.md"
+MODEL_CARD_TEMPLATE = TEMPLATES / "model_card.md"
 
 DATASET_TAGS = ("dart", "reasoning", "math", "synthetic", "sft")
 MODEL_TAGS = ("dart", "trl", "sft")
@@ -47,23 +58,10 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
 }
 
 #: Training arguments shown first in a model card (the rest goes in a collapsed block).
-_KEY_TRAINING_ARGS = (
-    "learning_rate",
-    "num_train_epochs",
-    "max_steps",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "lr_scheduler_type",
-    "warmup_ratio",
-    "warmup_steps",
-    "weight_decay",
-    "max_length",
-    "packing",
-    "completion_only_loss",
-    "bf16",
-    "seed",
-    "expert_weight",
-    "explore_weight",
+_KEY_TRAINING_ARGS = tuple(
+    "learning_rate num_train_epochs max_steps per_device_train_batch_size gradient_accumulation_steps "
+    "lr_scheduler_type warmup_ratio warmup_steps weight_decay max_length packing completion_only_loss bf16 seed "
+    "expert_weight explore_weight".split()
 )
 _SECRET = re.compile(r"token|password|secret|api_?key", re.IGNORECASE)
 
@@ -87,7 +85,7 @@ def check_repo_id(repo_id: Any, *, what: str = "repo") -> str:
 
 
 def _is_hub_id(name: Optional[str]) -> bool:
-    if not name or name.count("/") != 1:
+    if not name or name.count("/") != 1 or os.path.exists(name):
         return False
     try:
         validate_repo_id(name)
@@ -110,18 +108,13 @@ def _short(name: Optional[str]) -> str:
     return re.split(r"[\\/]", name.rstrip("/\\"))[-1] if name else ""
 
 
-def _cell(value: Any) -> str:
-    """One markdown table cell: no pipes or newlines may break the row."""
-    if isinstance(value, (dict, list, tuple)):
-        value = json.dumps(value, sort_keys=isinstance(value, dict), default=str)
-    text = "–" if value is None else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
+def _table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> dict[str, list]:
+    """A table for the templates' `table` macro: every cell already escaped for markdown."""
+    return {"header": [markdown_cell(h) for h in header], "rows": [[markdown_cell(c) for c in row] for row in rows]}
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def _config_table(config: Optional[Mapping[str, Any]]) -> Optional[dict[str, list]]:
+    return _table(("setting", "value"), [(f"`{k}`", v) for k, v in config.items()]) if config else None
 
 
 def _size_category(n: int) -> str:
@@ -132,12 +125,6 @@ def _size_category(n: int) -> str:
         if n < bound:
             return label
     return "n>1T" if n >= 10**12 else "1B<n<10B"
-
-
-def _config_table(config: Optional[Mapping[str, Any]]) -> str:
-    if not config:
-        return "_No DART configuration was recorded with these statistics._"
-    return _table(("setting", "value"), [(f"`{k}`", v) for k, v in config.items()])
 
 
 def _versions(*packages: str) -> list[tuple[str, str]]:
@@ -152,42 +139,62 @@ def _versions(*packages: str) -> list[tuple[str, str]]:
     return out
 
 
+def adapt_config_for(dataset_name: Optional[str]) -> Optional[dict[str, Any]]:
+    """The DART config of the adapt run that wrote a local dataset, from the `stats.json` beside it.
+
+    `recipes/adapt.py` writes `dataset/`, `dataset.parquet` and `stats.json` into one folder, so the
+    config is found from any of them (or the folder itself). None for a Hub id or when there is none.
+    """
+    if not dataset_name or not os.path.exists(dataset_name):
+        return None
+    path = os.path.abspath(dataset_name)
+    for folder in (path, os.path.dirname(path)) if os.path.isdir(path) else (os.path.dirname(path),):
+        stats_path = os.path.join(folder, "stats.json")
+        if os.path.isfile(stats_path):
+            try:
+                with open(stats_path, encoding="utf-8") as f:
+                    config = json.load(f).get("config")
+            except (OSError, ValueError, AttributeError) as err:
+                logger.warning("could not read the DART config from %s: %s", stats_path, err)
+                return None
+            return config if isinstance(config, dict) else None
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- dataset card
-def _dataset_body(
+def _dataset_context(
     stats: Mapping[str, Any], *, title: str, repo_id: Optional[str], source: Optional[str], student: Optional[str]
-) -> str:
+) -> dict[str, Any]:
+    """What `templates/dataset_card.md` shows, computed from `compute_stats` output."""
+    from .report import endings_text, token_cap_warning
+
     n = int(stats.get("n_examples") or 0)
-    usable = int(stats.get("usable") or 0)
     actions = {a: int((stats.get("actions") or {}).get(a, 0) or 0) for a in ACTIONS}
     cost = stats.get("cost") or {}
-    config = stats.get("config")
-    load_id = repo_id or "<namespace>/<this-dataset>"
-
-    parts = [f"# {title}", ""]
-    parts.append(
-        f"The expert solutions of {_link(source, 'dataset')} rewritten by **DART** for the student model "
-        f"{_link(student)}, so that every training demonstration stays within what that student can follow. "
-        f"{n:,} rows, {usable:,} usable for training. Made with "
-        f"`dart_hf` {stats.get('dart_hf_version') or ''}".rstrip()
-        + "."
-    )
-    parts += [
-        "",
-        "## What DART did",
-        "",
-        "DART (Dynamic Adaptation of Reasoning Trajectories; " + PAPER_REF + ") adapts expert reasoning to a "
-        "given student. Each expert solution is cut into steps s_1..s_T; for every prefix length t the student "
-        "continues the solution several times and f_t, the fraction of continuations that reach the gold answer "
-        "(checked by math equivalence), estimates how well it can finish after adopting t expert steps. The first "
-        "step whose adoption makes f_t collapse is the *imitation gap*: an expert leap the student cannot follow. "
-        "From the prefix before the gap DART keeps a student continuation that verifiably reaches the gold answer, "
-        "so the adapted solution is expert steps up to the gap followed by the student's own correct reasoning. "
-        "Solutions without a gap are kept unchanged. All per-step scores are stored, so the gap can be re-decided "
-        "offline.",
-        "",
-        "## How it was made",
-        "",
-        _table(
+    endings = endings_text(stats)
+    warning = token_cap_warning(stats) if endings else None
+    selection = stats.get("selection") or {}
+    timeouts = stats.get("verify_timeouts")
+    errors = stats.get("error_reasons") or {}
+    by_pos = stats.get("mean_success_by_position") or {}
+    counts = stats.get("success_by_position_counts") or {}
+    hist = stats.get("gap_histogram") or {}
+    by_pos_rows = [("mean f_t", *(number(v, 3) for v in by_pos.values()))]
+    if counts:
+        by_pos_rows.append(("scores pooled", *(number(counts.get(k)) for k in by_pos)))
+    return {
+        "title": title,
+        "source_link": _link(source, "dataset"),
+        "student_link": _link(student),
+        "student_id": student or "<student>",
+        "load_id": repo_id or "<namespace>/<this-dataset>",
+        "dart_hf_version": stats.get("dart_hf_version"),
+        "n_rows": number(n),
+        "n_usable": number(int(stats.get("usable") or 0)),
+        "usable_rule": USABLE_RULE,
+        "paper_ref": PAPER_REF,
+        "paper_citation": PAPER_CITATION,
+        "provenance": _table(
             ("", ""),
             [
                 ("student", _link(student)),
@@ -195,84 +202,32 @@ def _dataset_body(
                 ("dart_hf version", stats.get("dart_hf_version")),
             ],
         ),
-        "",
-        "DART configuration (`dart_hf.DartConfig`):",
-        "",
-        _config_table(config),
-        "",
-        "## Statistics",
-        "",
-        _table(
+        "config": _config_table(stats.get("config")),
+        "actions": _table(
             ("action", "rows", "share", "meaning"),
-            [(f"`{a}`", f"{c:,}", f"{c / n:.1%}" if n else "–", ACTION_MEANINGS[a]) for a, c in actions.items()],
+            [(f"`{a}`", number(c), percent(c / n) if n else None, ACTION_MEANINGS[a]) for a, c in actions.items()],
         ),
-        "",
-        f"- rows: **{n:,}**, usable for training: **{usable:,}** (non-error rows with a non-empty `dart_solution`)",
-        f"- expert steps per problem (mean): {number(stats.get('mean_steps'), 1)}",
-        f"- mean f_0 (student alone): **{number(stats.get('mean_f0'), 3)}**; "
-        f"mean f_T (after all expert steps): **{number(stats.get('mean_fT'), 3)}**",
-    ]
-    from .report import endings_text, token_cap_warning
-
-    endings = endings_text(stats)
-    if endings:
-        parts.append(f"- how the student's rollouts ended: {_cell(endings)}")
-        warning = token_cap_warning(stats)
-        if warning:
-            parts.append(f"- **warning**: {_cell(warning)}")
-    selection = stats.get("selection") or {}
-    if selection:
-        parts.append(
-            "- continuation chosen by: " + ", ".join(f"`{k or 'unknown'}` × {int(v):,}" for k, v in selection.items())
-        )
-    timeouts = stats.get("verify_timeouts")
-    if isinstance(timeouts, Mapping) and timeouts.get("comparisons"):
-        n_rows = int(timeouts.get("rows") or 0)
-        parts.append(
-            f"- math-verify timeouts: {int(timeouts['comparisons']):,} comparisons in {n_rows:,} rows "
-            "(no verdict in time: counted as not correct)"
-        )
-    errors = stats.get("error_reasons") or {}
-    if errors:
-        parts.append("- error reasons: " + "; ".join(f"{int(c):,} × {_cell(r)}" for r, c in errors.items()))
-
-    by_pos = stats.get("mean_success_by_position") or {}
-    if by_pos:
-        counts = stats.get("success_by_position_counts") or {}
-        parts += [
-            "",
-            "Mean success rate f_t by relative position t/T in the expert solution (0 = student alone, 1 = the "
-            "expert wrote everything):",
-            "",
-            _table(
-                ("t/T", *by_pos.keys()),
-                [
-                    ("mean f_t", *(number(v, 3) for v in by_pos.values())),
-                    *([("scores pooled", *(number(counts.get(k)) for k in by_pos))] if counts else []),
-                ],
-            ),
-        ]
-    hist = stats.get("gap_histogram") or {}
-    if hist.get("relative"):
-        parts += [
-            "",
-            "Where the imitation gap falls (non-error rows), as a fraction gap/T of the solution length:",
-            "",
-            _table(("gap/T", *hist["relative"].keys()), [("rows", *(number(v) for v in hist["relative"].values()))]),
-        ]
-    if hist.get("absolute"):
-        parts += [
-            "",
-            "By gap step (1-based):",
-            "",
-            _table(("gap step", *hist["absolute"].keys()), [("rows", *(number(v) for v in hist["absolute"].values()))]),
-        ]
-
-    parts += [
-        "",
-        "## Cost",
-        "",
-        _table(
+        "mean_steps": number(stats.get("mean_steps"), 1),
+        "mean_f0": number(stats.get("mean_f0"), 3),
+        "mean_fT": number(stats.get("mean_fT"), 3),
+        "endings": markdown_cell(endings) if endings else None,
+        "warning": markdown_cell(warning) if warning else None,
+        "selection": ", ".join(f"`{k or 'unknown'}` × {number(int(v))}" for k, v in selection.items()),
+        "timeouts": {
+            "comparisons": number(int(timeouts["comparisons"])),
+            "rows": number(int(timeouts.get("rows") or 0)),
+        }
+        if isinstance(timeouts, Mapping) and timeouts.get("comparisons")
+        else None,
+        "errors": "; ".join(f"{number(int(c))} × {markdown_cell(r)}" for r, c in errors.items()),
+        "by_position": _table(("t/T", *by_pos), by_pos_rows) if by_pos else None,
+        "gap_relative": _table(("gap/T", *hist["relative"]), [("rows", *map(number, hist["relative"].values()))])
+        if hist.get("relative")
+        else None,
+        "gap_absolute": _table(("gap step", *hist["absolute"]), [("rows", *map(number, hist["absolute"].values()))])
+        if hist.get("absolute")
+        else None,
+        "cost": _table(
             ("", ""),
             [
                 ("tokens generated by the student", number(stats.get("tokens_generated"))),
@@ -283,40 +238,8 @@ def _dataset_body(
                 ("seconds per example", number(cost.get("seconds_per_example"), 2)),
             ],
         ),
-        "",
-        "## Columns",
-        "",
-        "The source columns are kept; DART adds:",
-        "",
-        _table(("column", "type", "meaning"), [(f"`{c}`", t, d) for c, (t, d) in COLUMN_DOCS.items()]),
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        "from dart_hf import is_usable",
-        "",
-        f'ds = load_dataset("{load_id}", split="train")',
-        'ds = ds.filter(is_usable)  # drops `dart_action == "error"` rows and rows the fallback policy dropped',
-        "",
-        "# SFT on the adapted trajectories (prompt/completion), knowing which tokens the student wrote",
-        "from dart_hf.sft_config import DartSFTConfig",
-        "from dart_hf.trainer import DartTrainer",
-        "",
-        f'trainer = DartTrainer(model="{student or "<student>"}", train_dataset=ds,',
-        '                      args=DartSFTConfig(output_dir="out", learning_rate=5e-6, num_train_epochs=3))',
-        "trainer.train()",
-        "```",
-        "",
-        "`dart_step_success` can also train a process reward model: `dart_hf.report.to_stepwise(ds)` exports "
-        "TRL's stepwise-supervision format.",
-        "",
-        "## Citation",
-        "",
-        f"Method: {PAPER_REF}.",
-        "",
-    ]
-    return "\n".join(parts)
+        "columns": _table(("column", "type", "meaning"), [(f"`{c}`", t, d) for c, (t, d) in COLUMN_DOCS.items()]),
+    }
 
 
 def dataset_card(
@@ -347,12 +270,12 @@ def dataset_card(
         task_categories=["text-generation"],
         tags=list(DATASET_TAGS),
     )
-    body = _dataset_body(stats, title=title, repo_id=repo_id, source=source, student=student)
-    return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    context = _dataset_context(stats, title=title, repo_id=repo_id, source=source, student=student)
+    return DatasetCard.from_template(data, template_path=str(DATASET_CARD_TEMPLATE), **context)
 
 
 # ---------------------------------------------------------------------------------------------- model card
-def _eval_table(eval_results: Mapping[str, Any]) -> str:
+def _eval_table(eval_results: Mapping[str, Any]) -> dict[str, list]:
     metrics: list[str] = []
     for scores in eval_results.values():
         for m in scores if isinstance(scores, Mapping) else ["score"]:
@@ -372,40 +295,37 @@ def _eval_results_metadata(eval_results: Mapping[str, Any]) -> list[EvalResult]:
         scores = scores if isinstance(scores, Mapping) else {"score": scores}
         for metric, value in scores.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                out.append(
-                    EvalResult(
-                        task_type="text-generation",
-                        dataset_type=name,
-                        dataset_name=name,
-                        metric_type=metric,
-                        metric_value=value,
-                    )
-                )
+                kind = dict(task_type="text-generation", dataset_type=name, dataset_name=name)
+                out.append(EvalResult(**kind, metric_type=metric, metric_value=value))
     return out
 
 
 def model_card(
     *,
-    base_model: str,
+    base_model: Optional[str],
     dataset_id: Optional[str],
     dart_config: Optional[Mapping[str, Any]],
     training_args: Optional[Mapping[str, Any]],
     eval_results: Optional[Mapping[str, Mapping[str, Any]]] = None,
     repo_id: Optional[str] = None,
     license: Optional[str] = None,
+    model_name: Optional[str] = None,
+    tags: Sequence[str] = (),
 ) -> ModelCard:
     """The card of a student trained with DART data.
 
     `eval_results` maps a dataset name to its metrics, e.g. `{"gsm8k": {"accuracy": 0.41, "pass@4": 0.62}}`;
     numeric values also go to the `model-index` metadata. `training_args` may be a whole
     `TrainingArguments.to_dict()`: the key settings are shown in a table, the rest collapsed, secrets never.
+    `tags` are added after `MODEL_TAGS`. A local `base_model` or `dataset_id` is shown in the body but left out
+    of the metadata, which the Hub only accepts with Hub ids.
     """
-    name = _short(repo_id) if repo_id else f"{_short(base_model)}-dart"
+    name = model_name or (_short(repo_id) if repo_id else f"{_short(base_model)}-dart")
     evals = _eval_results_metadata(eval_results) if eval_results else []
-    data = ModelCardData(
-        base_model=base_model,
-        datasets=[dataset_id] if dataset_id else None,
-        tags=list(MODEL_TAGS),
+    data = ModelCardData(  # the Hub takes Hub ids only here; a local path is named in the body instead
+        base_model=base_model if _is_hub_id(base_model) else None,
+        datasets=[dataset_id] if _is_hub_id(dataset_id) else None,
+        tags=list(dict.fromkeys([*MODEL_TAGS, *tags])),
         library_name="transformers",
         pipeline_tag="text-generation",
         license=license,
@@ -413,74 +333,27 @@ def model_card(
         eval_results=evals or None,
     )
     args = {k: v for k, v in (training_args or {}).items() if not _SECRET.search(k)}
-    key_rows = [(f"`{k}`", args[k]) for k in _KEY_TRAINING_ARGS if k in args]
     rest = {k: v for k, v in args.items() if k not in _KEY_TRAINING_ARGS}
     weights = (args.get("expert_weight", 1.0), args.get("explore_weight", 1.0))
-
-    data_link = _link(dataset_id, "dataset") if dataset_id else "DART-adapted data"
-    parts = [
-        f"# {name}",
-        "",
-        f"{_link(base_model)} fine-tuned with **DART** on {data_link}: "
-        "expert reasoning rewritten so that every demonstration stays within what this student can follow "
-        f"({PAPER_REF}).",
-        "",
-        "## Base model",
-        "",
-        _link(base_model),
-        "",
-        "## Training data",
-        "",
-        (f"{data_link}: " if dataset_id else "")
-        + "expert solutions adapted to this very student by DART. At the first expert step after which the "
-        "student's success rate collapses (the imitation gap), the rest of the solution is replaced by the "
-        "student's own continuation that reaches the gold answer; solutions without a gap are kept. The dataset "
-        "card has the statistics and the cost of the adaptation.",
-        "",
-        "## DART settings",
-        "",
-        _config_table(dart_config),
-        "",
-        "## Training settings",
-        "",
-        "Token-level SFT on the adapted trajectories (`dart_hf.trainer.DartTrainer`, a TRL `SFTTrainer`). "
-        f"Loss weights: expert-written tokens × {float(weights[0]):g}, student-written tokens × {float(weights[1]):g}"
-        + (" (plain SFT, as in the paper)." if tuple(map(float, weights)) == (1.0, 1.0) else "."),
-        "",
-    ]
-    if key_rows:
-        parts += [_table(("setting", "value"), key_rows), ""]
-    elif not args:
-        parts += ["_No training arguments were recorded._", ""]
-    if rest:
-        parts += [
-            "<details><summary>all other training arguments</summary>",
-            "",
-            "```json",
-            json.dumps(rest, indent=1, sort_keys=True, default=str),
-            "```",
-            "",
-            "</details>",
-            "",
-        ]
-    if eval_results:
-        parts += ["## Evaluation", "", _eval_table(eval_results), ""]
-    parts += [
-        "## Usage",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        "",
-        f'generator = pipeline("text-generation", model="{repo_id or name}")',
-        'question = "What is 12 * 7 + 5? Please reason step by step, and put your final answer within \\\\boxed{}."',
-        'print(generator([{"role": "user", "content": question}], max_new_tokens=512)[0]["generated_text"])',
-        "```",
-        "",
-    ]
-    versions = _versions("dart-hf", "trl", "transformers", "datasets", "torch")
-    if versions:
-        parts += ["## Framework versions", "", *(f"- {p}: {v}" for p, v in versions), ""]
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(parts))
+    key_rows = [(f"`{k}`", args[k]) for k in _KEY_TRAINING_ARGS if k in args]
+    context = {
+        "model_name": name,
+        "base_link": _link(base_model),
+        "dataset_id": dataset_id,
+        "data_link": _link(dataset_id, "dataset") if dataset_id else "DART-adapted data",
+        "load_id": repo_id or name,
+        "paper_ref": PAPER_REF,
+        "paper_citation": PAPER_CITATION,
+        "config": _config_table(dart_config),
+        "expert_weight": compact(weights[0]),
+        "explore_weight": compact(weights[1]),
+        "plain_sft": tuple(map(float, weights)) == (1.0, 1.0),
+        "key_args": _table(("setting", "value"), key_rows) if key_rows else None,
+        "other_args": json.dumps(rest, indent=1, sort_keys=True, default=str) if rest else None,
+        "evaluation": _eval_table(eval_results) if eval_results else None,
+        "versions": _versions("dart-hf", "trl", "transformers", "datasets", "torch"),
+    }
+    return ModelCard.from_template(data, template_path=str(MODEL_CARD_TEMPLATE), **context)
 
 
 # ---------------------------------------------------------------------------------------------- pushes
@@ -534,7 +407,7 @@ def push_adapted_dataset(
 
 
 def push_model_card(repo_id: str, card: ModelCard, token: Optional[str] = None) -> str:
-    """Push the card of a trained student (after `trainer.push_to_hub`, which uploads the weights);
-    returns the commit URL."""
+    """Push a model card alone, e.g. with evaluation results after `trainer.push_to_hub` (which already
+    wrote the DART card with the weights); returns the commit URL."""
     check_repo_id(repo_id, what="model")
     return str(card.push_to_hub(repo_id, repo_type="model", token=token, commit_message="Add DART model card"))

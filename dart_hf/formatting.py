@@ -1,10 +1,11 @@
-"""Numbers and durations as people read them: one set of helpers for the HTML report and the Hub cards.
+"""Numbers, durations and table cells as people read them: one set of helpers for the HTML report and the Hub cards.
 
 Missing or non-finite values (None, NaN, inf) print as an en dash, so a table never shows `nan`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -38,3 +39,25 @@ def duration(seconds: Any) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min ({seconds:,.0f} s)"
     return f"{seconds / 3600:.1f} h ({seconds:,.0f} s)"
+
+
+def percent(share: Any, digits: int = 1) -> str:
+    """`40.0%` for a share of 0.4."""
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share):
+        return MISSING
+    return f"{share:.{digits}%}"
+
+
+def compact(value: Any) -> str:
+    """`1`, `0.5`, `5e-06`: the shortest form, for settings such as loss weights."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return MISSING if value is None else str(value)
+    return f"{float(value):g}" if math.isfinite(value) else MISSING
+
+
+def markdown_cell(value: Any) -> str:
+    """One markdown table cell: containers as JSON, None as `MISSING`; no pipe or newline may break the row."""
+    if isinstance(value, (dict, list, tuple)):
+        value = json.dumps(value, sort_keys=isinstance(value, dict), default=str)
+    text = MISSING if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -3,7 +3,7 @@
 Everything that names or describes what DART writes into a dataset lives here once; the adapter,
 the report, the Hub cards and the trainer read it from this module instead of re-describing it.
 
-* `Action`, `ACTIONS`, `ACTION_MEANINGS`, `USABLE_ACTIONS`, `is_usable` - what happened to a row;
+* `Action`, `ACTIONS`, `ACTION_MEANINGS`, `USABLE_ACTIONS`, `is_usable`, `USABLE_RULE` - what happened to a row;
 * `OUTPUT_COLUMNS`, `OUTPUT_FEATURES`, `COLUMN_TYPES`, `COLUMN_DESCRIPTIONS` - the columns added;
 * `ROLLOUT_FIELDS`, `ROLLOUT_PHASES`, `ROLLOUT_ENDINGS` - the parts of `dart_rollouts` and
   `dart_rollout_endings`;
@@ -49,6 +49,13 @@ USABLE_ACTIONS: tuple[str, ...] = (Action.IMITATE.value, Action.EXPLORE.value, A
 def is_usable(row: Mapping[str, Any]) -> bool:
     """True for rows to train on: adapted without error and not dropped by `fallback="drop"`."""
     return row["dart_action"] in USABLE_ACTIONS and bool(row["dart_solution"])
+
+
+#: `is_usable` in words, for reports and cards (markdown inline code).
+USABLE_RULE = (
+    "`dart_action` is " + ", ".join(f"`{a}`" for a in USABLE_ACTIONS[:-1]) + f" or `{USABLE_ACTIONS[-1]}`"
+    " and `dart_solution` is not empty"
+)
 
 
 #: Phases of a rollout (`dart_rollouts.phase`, and the seed stream it was sampled from): the

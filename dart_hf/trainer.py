@@ -19,19 +19,22 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, IterableDataset
+from huggingface_hub import ModelCard
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainingArguments
 from trl import SFTTrainer
 from trl.data_utils import _tokenize, common_prefix_length, get_dataset_column_names, pack_dataset
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-from trl.trainer.utils import global_then_local_main_first, pad
+from trl.trainer.utils import get_config_model_id, global_then_local_main_first, pad
 
+from .cards import adapt_config_for, model_card
 from .schema import PAPER_ARXIV_ID, PAPER_CITATION, PAPER_TITLE, is_usable
 from .sft_config import DartSFTConfig
 
@@ -502,6 +505,50 @@ class DartTrainer(SFTTrainer):
             logs[f"{prefix}explore_token_share"] = explore_n / (expert_n + explore_n)
         self._provenance[mode].zero_()
         super().log(logs, start_time)
+
+    # ---- model card ------------------------------------------------------------------------------------------------
+
+    def create_model_card(
+        self,
+        model_name: Optional[str] = None,
+        dataset_name: Optional[str] = None,
+        tags: Optional[Union[str, list[str]]] = None,
+        *,
+        dart_config: Optional[Mapping[str, Any]] = None,
+        eval_results: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        license: Optional[str] = None,
+    ) -> Optional[ModelCard]:
+        """Write the DART model card (`dart_hf.cards.model_card`) to `output_dir/README.md` instead of TRL's.
+
+        `push_to_hub(dataset_name=...)`, checkpoint saves and `save_model` with `push_to_hub=True` call this, so the
+        card that goes up with the weights says what DART did. Arguments given once are remembered for those later
+        calls. `dart_config` defaults to the `config` in the adapt run's `stats.json` beside a local `dataset_name`.
+        """
+        given = dict(dataset_name=dataset_name, dart_config=dart_config, eval_results=eval_results, license=license)
+        self._dart_card_kwargs = {
+            **getattr(self, "_dart_card_kwargs", {}),
+            **{k: v for k, v in given.items() if v is not None},
+        }
+        kwargs = self._dart_card_kwargs
+        if kwargs.get("dart_config") is None:  # kept once found: a later push may name the Hub copy of the data
+            kwargs["dart_config"] = adapt_config_for(kwargs.get("dataset_name"))
+        if not self.is_world_process_zero():
+            return None
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        card = model_card(
+            base_model=get_config_model_id(self.model.config) or None,
+            dataset_id=kwargs.get("dataset_name"),
+            dart_config=kwargs.get("dart_config"),
+            training_args=self.args.to_dict(),
+            eval_results=kwargs.get("eval_results"),
+            repo_id=self.hub_model_id or self.args.hub_model_id,
+            license=kwargs.get("license"),
+            model_name=model_name,
+            tags=[*self._tag_names, *tags],
+        )
+        os.makedirs(self.args.output_dir, exist_ok=True)
+        card.save(os.path.join(self.args.output_dir, "README.md"))
+        return card
 
 
 def _filter_unusable(dataset, name: str):

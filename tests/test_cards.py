@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 import socket
 from pathlib import Path
@@ -37,6 +38,7 @@ from huggingface_hub import (
 )
 from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
 from huggingface_hub.hf_api import RepoUrl
+from huggingface_hub.utils import validate_repo_id
 
 from dart_hf.adapter import OUTPUT_COLUMNS
 from dart_hf.cards import (
@@ -155,6 +157,7 @@ class FakeHub:
         "list_repo_tree",
         "_iter_repo_tree_pages",
         "hf_hub_download",
+        "_validate_yaml",  # upload_folder checks README.md with it before hashing anything
     )
 
     def __init__(self, tmp_path: Path):
@@ -172,9 +175,7 @@ class FakeHub:
         hub = self
 
         def validate(card: RepoCard, repo_type: str | None = None) -> None:
-            repo_type = repo_type or card.repo_type
-            type(card)(str(card))  # the server rejects metadata that does not parse; so do we
-            hub.validated.append((repo_type, str(card)))
+            hub._validate_yaml(str(card), repo_type=repo_type or card.repo_type)
 
         monkeypatch.setattr(RepoCard, "validate", validate)
         return self
@@ -215,6 +216,17 @@ class FakeHub:
         return self.repos[(repo_type, repo_id)]["files"]
 
     # HfApi methods
+    def _validate_yaml(self, content: str, *, repo_type: str | None = None, **_: Any) -> None:
+        """The server's /api/validate-yaml: metadata that does not parse is rejected, and so is a `base_model`
+        or model `datasets` entry that is not a Hub id (a local path means nothing there)."""
+        repo_type = repo_type or "model"
+        card = (DatasetCard if repo_type == "dataset" else ModelCard)(content)
+        if repo_type == "model":
+            for repo_id in [card.data.base_model, *(card.data.datasets or [])]:
+                if repo_id is not None:
+                    validate_repo_id(repo_id)
+        self.validated.append((repo_type, content))
+
     def _repo_info(self, repo_id: str, *, repo_type: str | None = None, revision: str | None = None, **_: Any):
         repo = self._repo(repo_id, repo_type)
         sha = repo["head"] if revision in (None, "main") else revision
@@ -437,6 +449,7 @@ def test_dataset_card_with_little_information():
     assert "No DART configuration was recorded" in card.text
     assert "`/local/ckpt` (local)" in card.text  # a local path is not turned into a Hub link
     assert 'load_dataset("<namespace>/<this-dataset>"' in card.text
+    assert 'DartTrainer(model="<student>", train_dataset=ds,' in dataset_card({**stats, "student": None}).text
 
 
 # ---------------------------------------------------------------------------------------------- model card
@@ -563,6 +576,56 @@ def test_push_model_card(hub):
     card = ModelCard(hub.files("me/smollm2-dart", "model")["README.md"].decode("utf-8"))
     assert card.data.base_model == STUDENT
     assert "| gsm8k | 0.4100 | 0.6200 |" in card.text
+
+
+def test_trainer_writes_and_pushes_the_dart_model_card(hub, tiny_student, tmp_path, monkeypatch):
+    """`DartTrainer.create_model_card` replaces TRL's generic card, locally and in `trainer.push_to_hub`."""
+    from dart_hf.sft_config import DartSFTConfig
+    from dart_hf.trainer import DartTrainer
+
+    # the adapt recipe's output folder: the data and the stats.json holding the DART config
+    adapted = tmp_path / "adapted"
+    adapted.mkdir()
+    (adapted / "stats.json").write_text(json.dumps({"config": {**DartConfig().to_dict(), "n_sim": 3}}))
+    rows = [r for r in ROWS if r["dart_action"] != "error"]
+    datasets.Dataset.from_list(rows).to_parquet(str(adapted / "dataset.parquet"))
+    train = datasets.Dataset.from_list(rows).select_columns(["prompt", "completion", "dart_student_start"])
+    out = tmp_path / "out"
+    args = DartSFTConfig(
+        output_dir=str(out), hub_model_id="me/smollm2-dart", hub_token=TOKEN, learning_rate=5e-6, explore_weight=0.5,
+        max_length=64, bf16=False, use_cpu=True, report_to="none", save_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    trainer = DartTrainer(tiny_student, args=args, train_dataset=train)
+
+    card = trainer.create_model_card(dataset_name=str(adapted / "dataset.parquet"))
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert readme == str(card)
+    local = ModelCard(readme).data
+    assert local.base_model is None and local.datasets is None  # local paths: named in the body only
+    assert f"`{tiny_student}` (local)" in readme and f"`{adapted / 'dataset.parquet'}` (local)" in readme
+    assert "| `n_sim` | 3 |" in readme  # the DART config, from the adapt run's stats.json
+    assert "| `learning_rate` | 5e-06 |" in readme and "student-written tokens × 0.5" in readme
+    assert "https://arxiv.org/abs/2505.20700" in readme and "@article{dart2025" in readme
+    assert "It has been trained using [TRL]" not in readme  # not TRL's generic card
+    assert hub.calls == []
+
+    # upload_folder's one-commit path (without hf_xet), which goes through create_commit like every push here
+    monkeypatch.setattr(hf_api, "is_xet_available", lambda: False)
+    trainer.push_to_hub(dataset_name="me/limo-dart")  # TRL scripts pass the Hub id of the data here
+    assert [n for n in hub.names() if n != "preupload_lfs_files"] == ["create_repo", "_validate_yaml", "create_commit"]
+    assert all(kw["token"] == TOKEN for _, kw in hub.calls)
+    (commit,) = hub.commits
+    assert "README.md" in commit["added"] and "model.safetensors" in commit["added"]
+    assert [t for t, _ in hub.validated] == ["model"]
+    pushed = ModelCard(hub.files("me/smollm2-dart", "model")["README.md"].decode("utf-8"))
+    assert pushed.data.datasets == ["me/limo-dart"]
+    assert pushed.data.model_name == "smollm2-dart"
+    assert pushed.data.tags[:3] == list(MODEL_TAGS)
+    assert "[me/limo-dart](https://huggingface.co/datasets/me/limo-dart)" in pushed.text
+    assert "| `n_sim` | 3 |" in pushed.text  # remembered from the first call
+    assert 'pipeline("text-generation", model="me/smollm2-dart")' in pushed.text
+    assert "https://arxiv.org/abs/2505.20700" in pushed.text
+    assert TOKEN not in str(pushed)
 
 
 @pytest.mark.parametrize(

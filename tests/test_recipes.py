@@ -71,7 +71,8 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
     assert (trained / "config.json").exists()
     assert any(name.endswith(".safetensors") for name in os.listdir(trained))
     card = (trained / "README.md").read_text()
-    assert f"base_model: {tiny_student}" in card and "n_sim" in card  # DART config read from stats.json
+    assert f"`{tiny_student}` (local)" in card and "n_sim" in card  # DART config read from stats.json
+    assert "base_model:" not in card  # the Hub's metadata takes Hub ids only; a local path is named in the body
 
     result_file = tmp_path / "eval.json"
     proc = run(
