@@ -413,3 +413,29 @@ def test_stepwise_with_rollouts_adds_columns_only():
     sw2 = to_stepwise(without, include_rollouts=True)
     assert sw2["step_correct"] == [[3, 0, 4]] and sw2["step_rollouts"] == [[[], [], []]]
     assert to_stepwise(datasets.Dataset.from_list([ROWS[3]]), include_rollouts=True).column_names == sw.column_names
+
+
+def test_report_escapes_html_from_the_data(tmp_path):
+    """Texts come from datasets and models: the template engine escapes them (autoescape), none is trusted."""
+    problem = "<script>alert('p')</script> Is 1 < 2 & 3 > 2?"
+    row = make_row(problem, ["<b>one</b>\n\n", "two"], [0.5, 1.0, 1.0], -1, "imitate", answer="<i>3</i>")
+    small = datasets.Dataset.from_list([row])
+    stats = compute_stats(small, student="<img src=x onerror=alert(1)>", source="a & b", config={"seed": "<s>"})
+    write_report(small, stats, str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page and "<b>one</b>" not in page and "<i>3</i>" not in page
+    assert "<img src=x" not in page and "<s>" not in page
+    assert "&lt;script&gt;alert(" in page
+    (shown,) = re.findall(r"<pre class='text problem'>(.*?)</pre>", page, flags=re.DOTALL)
+    assert html.unescape(shown) == problem + INSTRUCTION
+    steps = re.findall(r"<span class='step' data-step='(\d)'>(.*?)</span>", page)
+    assert [(k, html.unescape(s)) for k, s in steps] == [("1", "<b>one</b>"), ("2", "two")] * 2  # expert, adapted
+
+
+def test_report_template_escapes_by_itself():
+    """Escaping is the engine's job: the report's Jinja2 environment has autoescape on."""
+    from dart_hf.report.html import TEMPLATE, environment
+
+    env = environment()
+    assert env.autoescape is True or env.autoescape(TEMPLATE)
+    assert env.from_string("{{ x }}").render(x="<b>&</b>") == "&lt;b&gt;&amp;&lt;/b&gt;"
