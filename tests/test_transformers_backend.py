@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dart_hf.backends.base import Completion, GenerationBackend, GenerationRequest
-from dart_hf.backends.transformers import TransformersBackend, _share_groups
+from dart_hf.backends.transformers import TransformersBackend
+from dart_hf.backends.transformers.planner import share_groups
 
 
 def chat(tokenizer, content: str) -> str:
@@ -45,7 +46,7 @@ def capture_token_ids(backend: TransformersBackend, monkeypatch) -> list[list[in
     original = backend._completion
 
     def spy(row, reason):
-        captured.append(list(row["tokens"]))
+        captured.append(list(row.tokens))
         return original(row, reason)
 
     monkeypatch.setattr(backend, "_completion", spy)
@@ -335,7 +336,7 @@ def token_ids(backend, prompts: list[str]) -> list[list[int]]:
 
 def test_share_groups_plan(backend, nested):
     ids = token_ids(backend, nested)
-    groups, rest = _share_groups(ids, TransformersBackend._MIN_SHARED, TransformersBackend._FORWARD_COST)
+    groups, rest = share_groups(ids, TransformersBackend._MIN_SHARED, TransformersBackend._FORWARD_COST)
     assert sorted(sorted(members) for _, members in groups) == [[0, 1, 2, 3], [4, 5, 6]]
     assert rest == [7, 8]
     for shared, members in groups:
@@ -344,13 +345,13 @@ def test_share_groups_plan(backend, nested):
         assert all(ids[u][:shared] == ids[members[0]][:shared] for u in members)
     # identical token lists, short or no common prefixes
     x = list(range(100, 140))
-    assert _share_groups([x, list(x)], 16, 16) == ([(39, [0, 1])], [])
-    assert _share_groups([x[:10] + [1] * 30, x[:10] + [2] * 30], 16, 16) == ([], [0, 1])
-    assert _share_groups([[1] * 40, [2] * 40, []], 16, 16) == ([], [0, 1, 2])
+    assert share_groups([x, list(x)], 16, 16) == ([(39, [0, 1])], [])
+    assert share_groups([x[:10] + [1] * 30, x[:10] + [2] * 30], 16, 16) == ([], [0, 1])
+    assert share_groups([[1] * 40, [2] * 40, []], 16, 16) == ([], [0, 1, 2])
     # a long common prefix over several families: the one group of all of them beats one per family
     head = list(range(200, 400))
     family = lambda k: [head + [k] * t for t in range(1, 4)]  # noqa: E731
-    assert _share_groups(family(1) + family(2), 16, 16) == ([(200, [0, 1, 2, 3, 4, 5])], [])
+    assert share_groups(family(1) + family(2), 16, 16) == ([(200, [0, 1, 2, 3, 4, 5])], [])
 
 
 def test_shared_prefix_gives_the_same_completions(tiny_student, nested):
@@ -398,7 +399,7 @@ def test_shared_prefix_prefill_processes_fewer_tokens(tiny_student, nested):
         b.generate(reqs)
         processed[share] = sum(seen)
     assert processed[False] == len(ids) * max(map(len, ids))  # one left-padded batch
-    groups, rest = _share_groups(ids, TransformersBackend._MIN_SHARED, TransformersBackend._FORWARD_COST)
+    groups, rest = share_groups(ids, TransformersBackend._MIN_SHARED, TransformersBackend._FORWARD_COST)
     expected = sum(s + len(m) * (max(len(ids[u]) for u in m) - s) for s, m in groups)
     assert processed[True] == expected + len(rest) * max(len(ids[u]) for u in rest)
     assert processed[True] < processed[False] / 2

@@ -31,49 +31,22 @@ Failures are told apart by what they say about the run (docs/reliability.md):
 
 from __future__ import annotations
 
-import http.client
 import itertools
-import json
 import logging
-import math
-import random
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Optional
 
-from ..answers import AnswerStopper
-from ..errors import RunError
-from . import _http
-from .base import Completion, GenerationRequest, RequestsFailed, sample_seed
+from ...errors import RunError
+from ..base import Completion, GenerationRequest, RequestsFailed, sample_seed
+from .transport import ServerError, ServerTransport
+from .wire import parse_completions, request_body
 
 logger = logging.getLogger(__name__)
 
-_RETRY_STATUS = {408, 409, 425, 429}
-_FATAL_STATUS = {401, 403, 404}  # wrong key, wrong URL or unknown model: every request would get the same
-_PROBE_TIMEOUT_S = 5.0
 
-
-class ServerError(RuntimeError):
-    """A completion request that failed for good (after retries, or rejected by the server): fails its row."""
-
-
-class ServerUnavailable(ServerError, RunError):
-    """No server answers (or every request would be refused): fails the run, not a row."""
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Aborted(Exception):
-    """Another request of the same call found the servers down: stop without another attempt."""
-
-
-class OpenAIServerBackend:
+class OpenAIServerBackend(ServerTransport):
     """Sample continuations from one or more OpenAI-compatible `/v1/completions` servers.
 
     Implements [`GenerationBackend`][dart_hf.backends.base.GenerationBackend].
@@ -215,198 +188,16 @@ class OpenAIServerBackend:
                 pass
         return len(text.split())
 
-    def _pick_url(self, tried: set[int]) -> int:
-        """Next URL round-robin, preferring ones not tried by this call and not marked down."""
-        now = time.monotonic()
-        n = len(self.base_urls)
-        start = next(self._rr) % n
-        order = [(start + k) % n for k in range(n)]
-        with self._lock:
-            down = list(self._down_until)
-        for pool in (
-            [i for i in order if i not in tried and down[i] <= now],
-            [i for i in order if down[i] <= now],
-            [i for i in order if i not in tried],
-        ):
-            if pool:
-                return pool[0]
-        return min(order, key=lambda i: down[i])
-
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        return headers
-
-    def _post_once(self, url: str, body: dict, timeout: float) -> dict:
-        """One POST under a whole-request deadline; `_Retryable` for what another attempt may fix."""
-        try:
-            resp = _http.request(
-                "POST", f"{url}/v1/completions", json.dumps(body).encode("utf-8"), self._headers(), timeout
-            )
-        except _http.DeadlineExceeded as err:
-            raise _Retryable(f"deadline for {url}: {err}") from None
-        except (OSError, http.client.HTTPException) as err:
-            raise _Retryable(f"{type(err).__name__} for {url}: {err}") from None
-        self._last_answer = time.monotonic()
-        if resp.status >= 400:
-            detail = resp.body.decode("utf-8", "replace")[:500]
-            message = f"HTTP {resp.status} from {url}/v1/completions: {detail}"
-            if resp.status >= 500 or resp.status in _RETRY_STATUS:
-                raise _Retryable(message, resp.retry_after)
-            if resp.status in _FATAL_STATUS:
-                raise ServerUnavailable(
-                    f"OpenAIServerBackend: {message} (every request would get it: check the URL, the model name "
-                    f"{self.model!r} and the API key)"
-                )
-            raise ServerError(f"OpenAIServerBackend: the server rejected the request: {message}")
-        try:
-            out = json.loads(resp.body)
-        except ValueError:
-            raise _Retryable(f"invalid JSON from {url}: {resp.body[:200]!r}") from None
-        if not isinstance(out, dict) or not isinstance(out.get("choices"), list):
-            raise _Retryable(f"unexpected response from {url}: {str(out)[:300]}")
-        return out
-
-    def _answers(self) -> bool:
-        """Does any server give a complete HTTP response (any status) to `GET /v1/models` now?"""
-        for url in self.base_urls:
-            try:
-                _http.request("GET", f"{url}/v1/models", None, self._headers(), min(self.timeout, _PROBE_TIMEOUT_S))
-            except (OSError, http.client.HTTPException):
-                continue
-            self._last_answer = time.monotonic()
-            return True
-        return False
-
-    def _post(self, body: dict, abort: Optional[threading.Event] = None) -> dict:
-        """POST with failover across URLs and backoff, within `timeout x attempts` of the first attempt.
-
-        Raises `ServerError` when this request is out of attempts while servers still answer, and
-        `ServerUnavailable` when none does.
-        """
-        abort = abort or threading.Event()
-        attempts = self.max_retries + 1
-        started = time.monotonic()
-        budget_end = started + self.timeout * attempts
-        tried: set[int] = set()
-        errors: list[str] = []
-        made = 0
-        for attempt in range(attempts):
-            remaining = budget_end - time.monotonic()
-            if abort.is_set():
-                raise _Aborted()
-            if remaining <= 0:
-                break
-            i = self._pick_url(tried)
-            made += 1
-            try:
-                out = self._post_once(self.base_urls[i], body, min(self.timeout, remaining))
-            except _Retryable as err:
-                errors.append(str(err))
-                tried.add(i)
-                delay = max(self.backoff * (2**attempt) * (0.75 + 0.5 * random.random()), err.retry_after or 0.0)
-                with self._lock:
-                    self._down_until[i] = max(self._down_until[i], time.monotonic() + delay)
-                if attempt == attempts - 1:
-                    break
-                now = time.monotonic()
-                with self._lock:
-                    others = any(d <= now for j, d in enumerate(self._down_until) if j != i)
-                if not others:  # nowhere else to go: wait before retrying (no longer than the budget)
-                    abort.wait(max(0.0, min(delay, budget_end - now)))
-                continue
-            with self._lock:
-                self._down_until[i] = 0.0
-                self.requests_sent += 1
-            return out
-        last = errors[-1] if errors else "no attempt fit in the time budget"
-        elapsed = time.monotonic() - started
-        if self._last_answer < started and not abort.is_set() and not self._answers():
-            raise ServerUnavailable(
-                f"OpenAIServerBackend: no server answered in {elapsed:.0f} s ({made} attempts; servers: "
-                f"{', '.join(self.base_urls)}); last error: {last}. Start the server or fix the URL."
-            )
-        raise ServerError(
-            f"OpenAIServerBackend: POST /v1/completions failed after {made} attempts in {elapsed:.0f} s "
-            f"(servers: {', '.join(self.base_urls)}); last error: {last}"
-        )
-
     # ------------------------------------------------------------------ requests and responses
 
-    def _body(self, request: GenerationRequest, n: int, seed: int) -> dict:
-        body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": request.prompt,
-            "n": n,
-            "max_tokens": request.max_new_tokens,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "seed": seed,
-            "logprobs": 1,
-        }
-        if self.transformers_serve_compat:
-            sampling = {"do_sample": request.temperature > 0, "max_new_tokens": request.max_new_tokens}
-            if request.temperature > 0:
-                sampling.update(temperature=request.temperature, top_p=request.top_p)
-            body["generation_config"] = json.dumps(sampling)
-        return body
-
     def _completions(self, response: dict) -> list[Completion]:
-        choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
-        usage = response.get("usage") or {}
-        total = usage.get("completion_tokens")
-        out = []
-        for choice in choices:
-            text = choice.get("text") or ""
-            reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            cut = None
-            if self.stop_at_answer:
-                stopper = AnswerStopper()
-                if stopper.feed(text):
-                    cut = stopper._scan_from  # just past the closing brace
-                    text, reason = text[:cut], "answer"
-            logprob, tok_count = self._logprob(choice.get("logprobs"), cut)
-            if tok_count is not None:
-                num_tokens = tok_count
-            elif cut is None and len(choices) == 1 and isinstance(total, int):
-                num_tokens = total
-            else:
-                num_tokens = self._count_tokens(text)
-            out.append(Completion(text=text, num_tokens=num_tokens, logprob=logprob, finish_reason=reason))
-        return out
-
-    @staticmethod
-    def _logprob(logprobs: Any, cut: Optional[int]) -> tuple[Optional[float], Optional[int]]:
-        """Mean token log-prob (over the kept text when cut) and the kept token count, if the server gave them."""
-        if not isinstance(logprobs, dict):
-            return None, None
-        values = logprobs.get("token_logprobs")
-        if not values or not isinstance(values, list):
-            return None, None
-        tokens = logprobs.get("tokens")
-        if cut is not None and isinstance(tokens, list) and len(tokens) == len(values):
-            kept, length = 0, 0
-            for tok in tokens:
-                if length >= cut:
-                    break
-                length += len(tok or "")
-                kept += 1
-            values = values[:kept]
-        elif cut is not None:
-            return None, None  # cannot tell which log-probs belong to the kept text
-        nums = [v for v in values if v is not None]
-        if not all(_is_logprob(v) for v in nums):
-            # one unreadable value (a string, NaN, a list) spoils this completion's mean, not the row
-            return None, len(values)
-        if not nums:
-            return None, None
-        return sum(nums) / len(nums), len(values)
+        return parse_completions(response, self.stop_at_answer, self._count_tokens)
 
     def _fetch(
         self, request: GenerationRequest, n: int, seed: int, abort: Optional[threading.Event] = None
     ) -> list[Completion]:
-        return self._completions(self._post(self._body(request, n, seed), abort))
+        body = request_body(request, n, seed, self.model, self.transformers_serve_compat)
+        return self._completions(self._post(body, abort))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         """Return, for each request, exactly `request.n` completions in sample order.
@@ -490,7 +281,3 @@ class OpenAIServerBackend:
         if errors:
             raise RequestsFailed([None if r in errors else row for r, row in enumerate(results)], errors)
         return results
-
-
-def _is_logprob(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

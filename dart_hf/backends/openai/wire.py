@@ -1,0 +1,99 @@
+"""What goes over the wire to a `/v1/completions` server and what comes back, as pure functions.
+
+Kept apart from the client (retries, failover, top-ups) because servers differ here and only here:
+`transformers serve` needs its sampling settings as a JSON *string* in `generation_config`, and
+log-probs may be missing, partial or not numbers at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any, Optional
+
+from ...answers import AnswerStopper
+from ..base import Completion, GenerationRequest
+
+
+def request_body(
+    request: GenerationRequest, n: int, seed: int, model: str, transformers_serve_compat: bool
+) -> dict[str, Any]:
+    """The JSON body asking for `n` choices of `request` with `seed` (and `generation_config` for `transformers serve`)."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": request.prompt,
+        "n": n,
+        "max_tokens": request.max_new_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "seed": seed,
+        "logprobs": 1,
+    }
+    if transformers_serve_compat:
+        sampling = {"do_sample": request.temperature > 0, "max_new_tokens": request.max_new_tokens}
+        if request.temperature > 0:
+            sampling.update(temperature=request.temperature, top_p=request.top_p)
+        body["generation_config"] = json.dumps(sampling)
+    return body
+
+
+def parse_completions(response: dict, stop_at_answer: bool, count_tokens: Callable[[str], int]) -> list[Completion]:
+    """The response's choices as `Completion`s, in choice order, cut after the first answer when `stop_at_answer`.
+
+    Token counts come from the log-probs when the server sent them, else from `usage` (one uncut
+    choice), else from `count_tokens(text)`.
+    """
+    choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
+    usage = response.get("usage") or {}
+    total = usage.get("completion_tokens")
+    out = []
+    for choice in choices:
+        text = choice.get("text") or ""
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        cut = None
+        if stop_at_answer:
+            stopper = AnswerStopper()
+            if stopper.feed(text):
+                cut = stopper._scan_from  # just past the closing brace
+                text, reason = text[:cut], "answer"
+        logprob, tok_count = mean_logprob(choice.get("logprobs"), cut)
+        if tok_count is not None:
+            num_tokens = tok_count
+        elif cut is None and len(choices) == 1 and isinstance(total, int):
+            num_tokens = total
+        else:
+            num_tokens = count_tokens(text)
+        out.append(Completion(text=text, num_tokens=num_tokens, logprob=logprob, finish_reason=reason))
+    return out
+
+
+def mean_logprob(logprobs: Any, cut: Optional[int]) -> tuple[Optional[float], Optional[int]]:
+    """Mean token log-prob (over the kept text when cut) and the kept token count, if the server gave them."""
+    if not isinstance(logprobs, dict):
+        return None, None
+    values = logprobs.get("token_logprobs")
+    if not values or not isinstance(values, list):
+        return None, None
+    tokens = logprobs.get("tokens")
+    if cut is not None and isinstance(tokens, list) and len(tokens) == len(values):
+        kept, length = 0, 0
+        for tok in tokens:
+            if length >= cut:
+                break
+            length += len(tok or "")
+            kept += 1
+        values = values[:kept]
+    elif cut is not None:
+        return None, None  # cannot tell which log-probs belong to the kept text
+    nums = [v for v in values if v is not None]
+    if not all(_is_logprob(v) for v in nums):
+        # one unreadable value (a string, NaN, a list) spoils this completion's mean, not the row
+        return None, len(values)
+    if not nums:
+        return None, None
+    return sum(nums) / len(nums), len(values)
+
+
+def _is_logprob(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
