@@ -189,7 +189,7 @@ def test_a_second_run_on_a_busy_output_dir_fails_fast(data, tiny_student, tmp_pa
     "args, needles",
     [
         (["--dataset", "typo"], ["cannot load dataset 'typo'", "not 'champ'"]),
-        (["--n", "0"], ["--n must be >= 1"]),
+        (["--n", "0"], ["--max_samples must be >= 1"]),
         (["--student", "missing.gguf"], ["GGUF file not found"]),
         (["--n-sim", "0"], ["DartConfig.n_sim must be an integer >= 1, got 0"]),
     ],

@@ -48,13 +48,9 @@ def command(data, student, out):
 
 
 def _recipe_module():
-    import importlib.util
+    from dart_hf.scripts import adapt
 
-    spec = importlib.util.spec_from_file_location("recipe_adapt", os.path.join(ROOT, "recipes", "adapt.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return adapt
 
 
 def run(args):

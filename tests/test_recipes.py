@@ -58,7 +58,7 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
     run(
         "recipes/train.py",
         "--config",
-        "recipes/configs/smoke.yaml",
+        "recipes/smoke/dart/config_train.yaml",
         "--model_name_or_path",
         tiny_student,
         "--dataset_name",
@@ -97,32 +97,50 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
     assert "| accuracy | pass@1 | pass@2 |" in proc.stdout.replace("problems | ", "")
 
 
-def _recipe(name):
-    import importlib.util
+def _script(name):
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", os.path.join(ROOT, "recipes", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"dart_hf.scripts.{name}")
+
+
+def _shipped_configs():
+    """Every `recipes/<model>/<method>/config_*.yaml`, open-r1 style, with the script that reads it."""
+    found = []
+    for folder, _, names in os.walk(os.path.join(ROOT, "recipes")):
+        if "accelerate_configs" in folder:
+            continue
+        for name in names:
+            if name.startswith("config_") and name.endswith(".yaml"):
+                method = os.path.basename(folder)
+                script = "study" if method == "study" else "adapt" if name.startswith("config_adapt") else "train"
+                found.append((os.path.join(folder, name), script))
+    return sorted(found)
 
 
 def test_every_shipped_config_parses_with_its_recipe():
     """A typo in a YAML key fails here, not hours into a run on rented GPUs."""
-    configs = sorted(os.listdir(os.path.join(ROOT, "recipes", "configs")))
-    assert any(c.startswith("adapt_") for c in configs)
-    for name in configs:
-        recipe = _recipe("adapt" if name.startswith("adapt_") else "train")
-        path = os.path.join(ROOT, "recipes", "configs", name)
+    configs = _shipped_configs()
+    assert any(script == "adapt" for _, script in configs) and any(script == "train" for _, script in configs)
+    old = os.path.join(ROOT, "recipes", "configs")
+    assert not os.path.isdir(old) or not os.listdir(old)  # open-r1 layout only
+    for path, script in configs:
         # GPU-only precision flags are overridden: this machine has no GPU, and only the keys are under test
-        cpu = [] if name.startswith("adapt_") else ["--bf16", "false", "--tf32", "false", "--use_cpu", "true"]
-        parsed = recipe.make_parser().parse_args_and_config(["--config", path, *cpu])
-        assert parsed, name
+        cpu = ["--bf16", "false", "--tf32", "false", "--use_cpu", "true"] if script == "train" else []
+        parsed = _script(script).make_parser().parse_args_and_config(["--config", path, *cpu])
+        assert parsed, path
     script, dart = (
-        _recipe("adapt")
+        _script("adapt")
         .make_parser()
         .parse_args_and_config(
-            ["--config", os.path.join(ROOT, "recipes", "configs", "adapt_limo_qwen2.5-math-1.5b.yaml")]
+            ["--config", os.path.join(ROOT, "recipes", "qwen2.5-math-1.5b", "dart", "config_adapt_limo.yaml")]
         )
     )
     assert dart.early_stop and dart.adaptive_sampling and script.share_prefix and dart.max_steps == 24
+
+
+def test_recipes_only_call_the_package():
+    """`recipes/*.py` are launchers: the logic is in `dart_hf.scripts`, found through the installed package."""
+    for name in ("adapt", "train", "evaluate", "study"):
+        text = open(os.path.join(ROOT, "recipes", f"{name}.py")).read()
+        assert "sys.path" not in text and f"from dart_hf.scripts.{name} import cli" in text, name
+        assert len(text.splitlines()) < 20, name

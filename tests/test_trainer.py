@@ -350,7 +350,7 @@ def test_config_validation(tmp_path):
 
 
 def test_recipe_trains_from_config_with_cli_override(tiny_student, tmp_path):
-    """`recipes/train.py --config recipes/configs/smoke.yaml --max_steps 2`, with the smoke inputs created first."""
+    """`recipes/train.py --config recipes/smoke/dart/config_train.yaml --max_steps 2`, with the smoke inputs created first."""
     shutil.copytree(tiny_student, tmp_path / "outputs/smoke/student")
     (tmp_path / "outputs/smoke/adapted").mkdir(parents=True)
     Dataset.from_list(dart_rows(8, with_error=True)).to_parquet(str(tmp_path / "outputs/smoke/adapted/dataset.parquet"))
@@ -360,7 +360,7 @@ def test_recipe_trains_from_config_with_cli_override(tiny_student, tmp_path):
             sys.executable,
             str(REPO / "recipes/train.py"),
             "--config",
-            str(REPO / "recipes/configs/smoke.yaml"),
+            str(REPO / "recipes/smoke/dart/config_train.yaml"),
             "--max_steps",
             "2",
             "--disable_tqdm",

@@ -1,0 +1,255 @@
+"""`dart-hf adapt --config x.yaml`: adapt an expert dataset to one student and write the demo's output layout.
+
+    dart-hf adapt --config recipes/qwen2.5-math-1.5b/dart/config_adapt_limo.yaml
+    dart-hf adapt --dataset_name champ --student path/to/model --output_dir outputs/adapted \
+        --n_sim 4 --push_to_hub --hub_dataset_id my-user/champ-dart-smollm2
+
+Writes `dataset/`, `dataset.parquet`, `stepwise.parquet`, `stats.json` and `report.html` into
+`--output_dir`. Every `DartConfig` field can be set in the YAML file or on the command line (flags
+override the YAML). Several processes (one per GPU, or CPU processes) share the work and write the
+same output as one:
+
+    torchrun --nproc_per_node 8 recipes/adapt.py --config recipes/qwen2.5-math-1.5b/dart/config_adapt_limo.yaml
+    accelerate launch --num_processes 8 recipes/adapt.py --config recipes/qwen2.5-math-1.5b/dart/config_adapt_limo.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..config import DartConfig
+from ..errors import RunError, UsageError, error_share_failure
+from ._common import parse, run
+
+logger = logging.getLogger(__name__)
+SUMMARIES = ("line", "table")
+
+
+@dataclass
+class AdaptScriptArguments:
+    """What to adapt, for which student, where to write it; the DART knobs themselves are `DartConfig`'s."""
+
+    dataset_name: str = field(
+        metadata={
+            "help": "'planted_gap', 'champ', a Hub id, a save_to_disk folder or a JSON/JSONL/Parquet/CSV file.",
+            "aliases": ["--dataset"],
+        }
+    )
+    student: str = field(metadata={"help": "Student: Hub id, local folder or .gguf file."})
+    output_dir: str = field(
+        default="outputs/adapted", metadata={"help": "Where the outputs are written.", "aliases": ["--out"]}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Discard the chunks of an unfinished run in output_dir and start over (without it, "
+            "chunks of another run are refused, never mixed in)."
+        },
+    )
+    max_error_share: float = field(
+        default=1.0,
+        metadata={
+            "help": "Exit with code 1, after writing the outputs, when more than this share of rows ended in "
+            "'error' (0 fails on any error row); a run where every row errored always fails."
+        },
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split to adapt.", "aliases": ["--split"]})
+    max_samples: Optional[int] = field(
+        default=None, metadata={"help": "Adapt only the first N rows.", "aliases": ["--n"]}
+    )
+    student_revision: Optional[str] = field(default=None, metadata={"help": "Hub revision of the student."})
+    batch_size: int = field(
+        default=16,
+        metadata={
+            "help": "Rows per datasets.map batch; their rollouts are generated together, so larger keeps batches full."
+        },
+    )
+    generation_batch_size: int = field(default=64, metadata={"help": "Sequences the student decodes together."})
+    stop_at_answer: bool = field(
+        default=True, metadata={"help": "Stop a rollout right after its first closed \\boxed{...}."}
+    )
+    share_prefix: bool = field(
+        default=True, metadata={"help": "Prefill a prompt prefix shared by several prompts once (KV cache reuse)."}
+    )
+    chunk_size: int = field(
+        default=64, metadata={"help": "Rows per saved chunk: rerunning after a crash resumes from the last chunk."}
+    )
+    summary: str = field(
+        default="line",
+        metadata={
+            "help": "What is printed: 'line' (totals on one line) or 'table' (the run's budget first, then one "
+            "line per problem: action, gap, f_0..f_T, tokens; then totals, as the demo does).",
+            "choices": list(SUMMARIES),
+        },
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Push the adapted dataset and its card."})
+    hub_dataset_id: Optional[str] = field(default=None, metadata={"help": "Target repo, 'namespace/name'."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+
+    def check(self) -> None:
+        """Refuse impossible settings before anything is loaded or generated."""
+        for name in ("chunk_size", "batch_size", "generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise UsageError(f"--max_samples must be >= 1 (the number of problems to adapt), got {self.max_samples}")
+        if not 0.0 <= self.max_error_share <= 1.0:
+            raise UsageError(f"--max_error_share must be between 0 and 1, got {self.max_error_share}")
+        if self.summary not in SUMMARIES:
+            raise UsageError(f"--summary must be one of {', '.join(SUMMARIES)}, got {self.summary!r}")
+        if self.push_to_hub and not self.hub_dataset_id:
+            raise UsageError("--push_to_hub needs --hub_dataset_id namespace/name")
+
+
+DATACLASS_TYPES = (AdaptScriptArguments, DartConfig)
+
+
+def make_parser(subparsers: Optional[argparse._SubParsersAction] = None, prog: Optional[str] = None) -> Any:
+    """A `TrlParser` over `AdaptScriptArguments` and `DartConfig` (YAML via `--config`, flags override it)."""
+    from trl import TrlParser
+
+    if subparsers is not None:
+        return subparsers.add_parser(
+            "adapt", help="adapt an expert dataset to a student with DART", dataclass_types=DATACLASS_TYPES
+        )
+    return TrlParser(DATACLASS_TYPES, prog=prog)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None, parser: Any = None) -> tuple[AdaptScriptArguments, DartConfig]:
+    """Command line + `--config` YAML; any mistake in them (unknown key, bad value) is a `UsageError`."""
+    script_args, dart_config = parse(parser or make_parser(), argv)
+    script_args.check()
+    return script_args, dart_config
+
+
+def default_student(dataset_name: str) -> str:
+    """The student used when none is named (the demo): the planted-gap student for planted_gap, else SmolLM2-135M GGUF."""
+    from ..data import PLANTED_GAP
+
+    if dataset_name == PLANTED_GAP:
+        from ..tasks.student import planted_student
+
+        return planted_student()
+    from ..local_models import smollm2_gguf_path
+
+    return smollm2_gguf_path()
+
+
+def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Any:
+    """The student (tokenizer and config loaded now, so that one that cannot load stops the run here) and its adapter."""
+    from ..adapter import DartAdapter
+    from ..backends.transformers import TransformersBackend
+
+    student = TransformersBackend(
+        script_args.student,
+        revision=script_args.student_revision,
+        batch_size=script_args.generation_batch_size,
+        stop_at_answer=script_args.stop_at_answer,
+        share_prefix=script_args.share_prefix,
+    )
+    student.check_loadable()
+    return DartAdapter(student, dart_config)
+
+
+def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional[dict]:
+    """Adapt and write the outputs; the stats on the main process, None on the others.
+
+    Raises `UsageError` (bad command or inputs) or `RunError` (the student, a server or the verifier
+    cannot work; or too many rows ended in error, checked after the outputs are written).
+    """
+    from ..data import CHAMP, check_columns, load_expert_dataset
+    from ..distributed import process_state
+    from ..report import compute_stats, write_outputs
+    from ..resumable import adapt_and_write, output_dir_lock
+
+    script_args.check()
+    state = process_state()  # before the student loads: it goes to this process's device
+    out = script_args.output_dir
+    with output_dir_lock(out, state):  # writable, and ours alone: checked before any generation
+        with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
+            dataset = load_expert_dataset(
+                script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples
+            )
+        if script_args.dataset_name == CHAMP and dart_config.steps_column is None:
+            dart_config.steps_column = "steps"
+        check_columns(dataset, dart_config)
+        if not script_args.student:
+            script_args.student = default_student(script_args.dataset_name)
+        if script_args.summary == "table" and state.is_main_process:
+            from ._summary import print_header
+
+            print_header(len(dataset), script_args.dataset_name, script_args.student, dart_config)
+        adapter = build_adapter(script_args, dart_config)
+
+        start = time.perf_counter()
+
+        def write(adapted):
+            wall = time.perf_counter() - start  # of this invocation: a resumed run counts only what it redid
+            stats = compute_stats(
+                adapted,
+                config=dart_config.to_dict(),
+                wall_seconds=wall,
+                student=script_args.student,
+                source=script_args.dataset_name,
+            )
+            stats["num_processes"] = state.num_processes
+            paths = write_outputs(adapted, out, stats=stats)
+            logger.info("wrote %s", ", ".join(paths))
+            return adapted, stats, paths
+
+        done = adapt_and_write(
+            dataset,
+            adapter,
+            out,
+            write,
+            chunk_size=script_args.chunk_size,
+            batch_size=script_args.batch_size,
+            state=state,
+            overwrite=script_args.overwrite_output_dir,
+        )
+    if done is None:
+        return None  # the main process gathered every row and writes the outputs
+    adapted, stats, paths = done
+    from ._summary import print_line, print_table
+
+    if script_args.summary == "table":
+        print_table(adapted, stats, paths)
+    else:
+        print_line(stats, out, state.num_processes)
+    errors = [e for a, e in zip(adapted["dart_action"], adapted["dart_error"]) if a == "error"]
+    failure = error_share_failure(len(errors), len(adapted), script_args.max_error_share, errors[0] if errors else "")
+    if failure is not None:
+        raise RunError(f"{failure} (outputs written to {out})")
+    if script_args.push_to_hub:
+        from ..cards import push_adapted_dataset
+
+        url = push_adapted_dataset(
+            adapted,
+            script_args.hub_dataset_id,
+            stats=stats,
+            private=script_args.hub_private,
+            source_dataset=script_args.dataset_name,
+            student=script_args.student,
+        )
+        print(f"pushed to {url}")
+    return stats
+
+
+def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf adapt") -> int:
+    """Parse, run, end the process group of a torchrun / accelerate launch run; returns the exit status."""
+    from ..distributed import finish
+
+    try:
+        return run(prog, lambda: main(*parse_args(argv, make_parser(prog=prog))))
+    finally:
+        finish()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli(prog="adapt.py"))

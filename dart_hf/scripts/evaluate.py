@@ -1,0 +1,90 @@
+"""`dart-hf evaluate`: accuracy (math-verify) and pass@k of a model on a test split; writes a JSON, prints a table.
+
+    dart-hf evaluate --model outputs/smoke/trained --dataset_name champ --max_samples 20 \
+        --n_samples 4 --ks 1 4 --output_file outputs/eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..config import DartConfig
+from ..errors import UsageError
+from ._common import parse, run
+
+
+@dataclass
+class EvalScriptArguments:
+    """Which model on which problems, how many samples; generation and grading settings are `DartConfig`'s."""
+
+    model: str = field(metadata={"help": "Model to evaluate: Hub id, local folder or .gguf file."})
+    dataset_name: str = field(metadata={"help": "'champ', a Hub id, a save_to_disk folder or a data file."})
+    dataset_split: str = field(
+        default="test",
+        metadata={"help": "Split of a Hub dataset or DatasetDict folder (single files and datasets are used whole)."},
+    )
+    max_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate the first N problems."})
+    n_samples: int = field(default=1, metadata={"help": "Samples per problem."})
+    ks: list[int] = field(default_factory=lambda: [1], metadata={"help": "k values for pass@k (each <= n_samples)."})
+    output_file: str = field(default="outputs/eval.json", metadata={"help": "Where the JSON result is written."})
+
+
+DATACLASS_TYPES = (EvalScriptArguments, DartConfig)
+
+
+def make_parser(subparsers: Optional[argparse._SubParsersAction] = None, prog: Optional[str] = None) -> Any:
+    """A `TrlParser` over `EvalScriptArguments` and `DartConfig` (YAML via `--config`, flags override it)."""
+    from trl import TrlParser
+
+    if subparsers is not None:
+        return subparsers.add_parser(
+            "evaluate", help="accuracy and pass@k of a model on a test split", dataclass_types=DATACLASS_TYPES
+        )
+    return TrlParser(DATACLASS_TYPES, prog=prog)
+
+
+def main(args: EvalScriptArguments, config: DartConfig) -> dict:
+    """Evaluate, write `output_file`, print a one-row markdown table; returns the result."""
+    from ..backends.transformers import TransformersBackend
+    from ..data import load_expert_dataset
+    from ..evaluation import evaluate_student
+
+    dataset = load_expert_dataset(args.dataset_name, split=args.dataset_split, n=args.max_samples)
+    result = evaluate_student(
+        TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks)
+    )
+    result["model"], result["dataset"] = args.model, args.dataset_name
+    os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
+    with open(args.output_file, "w") as fh:
+        json.dump(result, fh, indent=2, default=str)
+    metrics = ["accuracy"] + [f"pass@{k}" for k in args.ks]
+    print("| model | dataset | problems | " + " | ".join(metrics) + " |")
+    print("|---|---|---|" + "---|" * len(metrics))
+    print(
+        f"| {args.model} | {args.dataset_name} | {result['n_scored']} | "
+        + " | ".join(f"{result[m]:.3f}" for m in metrics)
+        + " |"
+    )
+    return result
+
+
+def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf evaluate") -> int:
+    """Parse, run, and turn bad input into one line on stderr; returns the exit status."""
+
+    def go() -> dict:
+        args, config = parse(make_parser(prog=prog), argv)
+        if args.max_samples is not None and args.max_samples < 1:
+            raise UsageError(f"--max_samples must be >= 1, got {args.max_samples}")
+        return main(args, config)
+
+    return run(prog, go)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli(prog="evaluate.py"))

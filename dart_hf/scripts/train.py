@@ -1,0 +1,190 @@
+"""`dart-hf train --config x.yaml`: fine-tune a student on DART-adapted data with `DartTrainer` (TRL's `trl sft`).
+
+    dart-hf train --config recipes/smoke/dart/config_train.yaml --max_steps 2
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml recipes/train.py \
+        --config recipes/qwen2.5-math-1.5b/dart/config_limo.yaml
+
+Any `DartSFTConfig` / `ModelConfig` field can be set in the YAML file or overridden on the command line.
+`dataset_name` is a Hub id, a folder written by `Dataset.save_to_disk`, or a .parquet/.json/.jsonl/.csv file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from trl import ModelConfig, ScriptArguments
+
+from ..errors import UsageError
+from ..sft_config import DartSFTConfig
+from ._common import parse, run
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DartTrainScriptArguments(ScriptArguments):
+    """TRL's `ScriptArguments` (`dataset_name`, `dataset_config`, `dataset_train_split`, `dataset_test_split`, ...),
+    where `dataset_name` may also be a local folder or file."""
+
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Train on the first N rows only (after loading, before filtering)."}
+    )
+
+
+DATACLASS_TYPES = (DartTrainScriptArguments, DartSFTConfig, ModelConfig)
+
+
+def make_parser(subparsers: Optional[argparse._SubParsersAction] = None, prog: Optional[str] = None) -> Any:
+    """A `TrlParser` over the script arguments, `DartSFTConfig` and `ModelConfig`, as `trl sft`'s."""
+    from trl import TrlParser
+
+    if subparsers is not None:
+        return subparsers.add_parser(
+            "train", help="fine-tune a student on DART-adapted data (DartTrainer)", dataclass_types=DATACLASS_TYPES
+        )
+    return TrlParser(DATACLASS_TYPES, prog=prog)
+
+
+def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, model_args: ModelConfig) -> Any:
+    """Load the data and the model, train (resuming from the last checkpoint), save, evaluate, push; the trainer."""
+    import datasets
+    import transformers
+    from transformers import AutoTokenizer, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import get_peft_config, get_quantization_config
+
+    from ..data import load_split
+    from ..trainer import DartTrainer
+
+    set_seed(training_args.seed)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        level=training_args.get_process_log_level(),
+        handlers=[logging.StreamHandler(sys.stdout)],
+        force=True,
+    )
+    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    logger.info("Script %s\nModel %s\nTraining %s", script_args, model_args, training_args)
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+        logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
+
+    if script_args.dataset_name is None:
+        raise UsageError("`dataset_name` is required (a Hub id, a save_to_disk folder or a data file).")
+    train_dataset = load_split(
+        script_args.dataset_name,
+        script_args.dataset_train_split,
+        script_args.dataset_config,
+        script_args.dataset_streaming,
+    )
+    if script_args.max_train_samples is not None:
+        if isinstance(train_dataset, datasets.IterableDataset):
+            train_dataset = train_dataset.take(script_args.max_train_samples)
+        else:
+            train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_split(
+            script_args.dataset_name,
+            script_args.dataset_test_split,
+            script_args.dataset_config,
+            script_args.dataset_streaming,
+        )
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model_init_kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    model_init_kwargs.update(training_args.model_init_kwargs or {})
+    training_args.model_init_kwargs = model_init_kwargs
+
+    trainer = DartTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
+
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = train_result.metrics
+    if not isinstance(train_dataset, datasets.IterableDataset):
+        metrics["train_samples"] = len(trainer.train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    trainer.save_model(training_args.output_dir)
+    logger.info("Model saved to %s", training_args.output_dir)
+    card = _model_card(script_args, training_args, model_args)  # DART card: see _model_card
+    if trainer.accelerator.is_main_process:
+        card.save(os.path.join(training_args.output_dir, "README.md"))
+
+    if eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        if trainer.accelerator.is_main_process:  # replace TRL's generic card with the DART one
+            from ..cards import push_model_card
+
+            push_model_card(trainer.hub_model_id, card, token=training_args.hub_token)
+        logger.info("Model pushed to the Hub: %s", trainer.hub_model_id)
+
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
+        trainer.end()
+    return trainer
+
+
+def _model_card(script_args: Any, training_args: Any, model_args: Any) -> Any:
+    """DART model card; a stopgap until `DartTrainer.create_model_card` writes it (then delete this and its uses).
+
+    The DART config comes from the adapt run's stats.json when it sits beside the data.
+    """
+    import json
+
+    from ..cards import model_card
+
+    dart_config = None
+    stats_path = os.path.join(os.path.dirname(os.path.abspath(script_args.dataset_name)), "stats.json")
+    if os.path.exists(stats_path):
+        with open(stats_path) as fh:
+            dart_config = json.load(fh).get("config")
+    return model_card(
+        base_model=model_args.model_name_or_path,
+        dataset_id=script_args.dataset_name,
+        dart_config=dart_config,
+        training_args=training_args.to_dict(),
+        repo_id=training_args.hub_model_id,
+    )
+
+
+def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf train") -> int:
+    """Parse, train, and turn bad input into one line on stderr; returns the exit status."""
+    return run(prog, lambda: main(*parse(make_parser(prog=prog), argv)))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli(prog="train.py"))
