@@ -136,9 +136,8 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
 
     trainer.save_model(training_args.output_dir)
     logger.info("Model saved to %s", training_args.output_dir)
-    card = _model_card(script_args, training_args, model_args)  # DART card: see _model_card
-    if trainer.accelerator.is_main_process:
-        card.save(os.path.join(training_args.output_dir, "README.md"))
+    # The DART card (config from the adapt run's stats.json beside the data); push_to_hub sends the same one.
+    trainer.create_model_card(dataset_name=script_args.dataset_name)
 
     if eval_dataset is not None:
         metrics = trainer.evaluate()
@@ -147,38 +146,11 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
 
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
-        if trainer.accelerator.is_main_process:  # replace TRL's generic card with the DART one
-            from ..cards import push_model_card
-
-            push_model_card(trainer.hub_model_id, card, token=training_args.hub_token)
         logger.info("Model pushed to the Hub: %s", trainer.hub_model_id)
 
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
         trainer.end()
     return trainer
-
-
-def _model_card(script_args: Any, training_args: Any, model_args: Any) -> Any:
-    """DART model card; a stopgap until `DartTrainer.create_model_card` writes it (then delete this and its uses).
-
-    The DART config comes from the adapt run's stats.json when it sits beside the data.
-    """
-    import json
-
-    from ..cards import model_card
-
-    dart_config = None
-    stats_path = os.path.join(os.path.dirname(os.path.abspath(script_args.dataset_name)), "stats.json")
-    if os.path.exists(stats_path):
-        with open(stats_path) as fh:
-            dart_config = json.load(fh).get("config")
-    return model_card(
-        base_model=model_args.model_name_or_path,
-        dataset_id=script_args.dataset_name,
-        dart_config=dart_config,
-        training_args=training_args.to_dict(),
-        repo_id=training_args.hub_model_id,
-    )
 
 
 def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf train") -> int:
