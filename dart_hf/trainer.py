@@ -6,9 +6,11 @@ turns that offset into a per-token `explore_mask` aligned with TRL's own tokeniz
 weighted (`DartSFTConfig.expert_weight` / `explore_weight`) and their losses logged separately (`expert_loss`,
 `explore_loss`, `explore_token_share`).
 
-With the default weights (1.0/1.0) the loss is computed by `SFTTrainer` itself (its fused LM head), so it is exactly
-SFT; the provenance split for the logs is read from the same forward pass. With other weights the loss is computed
-here from the model's logits, independent of TRL's loss path.
+Everything else is `SFTTrainer`'s: it tokenizes, builds the completion-only labels, truncates, filters and shuffles;
+its collator builds the batches and its `compute_loss` runs the forward pass. The provenance split is read from that
+same forward pass (TRL's per-token log-probs, or the logits on TRL versions without a fused LM head). With the
+default weights (1.0/1.0) the loss is `SFTTrainer`'s own, so it is exactly SFT; with other weights it is recomputed
+from the same per-token log-probs.
 
 Any dataset `SFTTrainer` accepts works: without `dart_student_start`, every completion token counts as expert.
 """
@@ -20,17 +22,16 @@ import dataclasses
 import json
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainingArguments
-from trl import SFTTrainer
-from trl.data_utils import _tokenize, common_prefix_length, get_dataset_column_names, pack_dataset
-from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-from trl.trainer.utils import global_then_local_main_first, pad
+from trl import SFTTrainer, pack_dataset
 
 from .schema import PAPER_ARXIV_ID, PAPER_CITATION, PAPER_TITLE, is_usable
 from .sft_config import DartSFTConfig
@@ -57,8 +58,13 @@ _DART_TRAIN_COLUMNS = (
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _column_names(dataset: Union[Dataset, IterableDataset]) -> list[str]:
+    """Column names, also for a streamed dataset whose features are not known until read."""
+    return list(next(iter(dataset)).keys()) if dataset.column_names is None else list(dataset.column_names)
+
+
 def _chat_kwargs(example: dict[str, Any], chat_template: Optional[str]) -> dict[str, Any]:
-    """The `apply_chat_template` kwargs TRL's `tokenize_fn` uses, so our rendering matches its token ids."""
+    """The `apply_chat_template` kwargs TRL's tokenization uses, so our rendering matches its token ids."""
     tools = example.get("tools")
     tools = json.loads(tools) if isinstance(tools, str) else tools
     return {"chat_template": chat_template, "tools": tools, **(example.get("chat_template_kwargs") or {})}
@@ -121,10 +127,11 @@ def explore_mask_for_example(
 
     # Fallback: the expert part rendered alone shares its tokens with the full sequence up to the boundary
     if conversational:
-        expert_ids = _tokenize(tokenizer, expert_messages, **kwargs)["input_ids"]
+        expert_ids = tokenizer.apply_chat_template(expert_messages, tokenize=True, return_dict=True, **kwargs)
     else:
-        expert_ids = _tokenize(tokenizer, prompt + content[:start], chat_template=chat_template)["input_ids"]
-    shared = common_prefix_length(list(expert_ids), ids)
+        expert_ids = tokenizer(text=prompt + content[:start])
+    expert_ids = list(expert_ids["input_ids"])
+    shared = next((k for k, (a, b) in enumerate(zip(expert_ids, ids)) if a != b), min(len(expert_ids), len(ids)))
     return [0] * shared + [1] * (len(ids) - shared)
 
 
@@ -132,12 +139,18 @@ def _add_explore_mask(example: dict[str, Any], tokenizer: PreTrainedTokenizerBas
     return {EXPLORE_MASK_COLUMN: explore_mask_for_example(example, tokenizer, chat_template)}
 
 
-def _truncate(example: dict[str, Any], sl: slice) -> dict[str, Any]:
-    return {k: example[k][sl] for k in ("input_ids", "labels", EXPLORE_MASK_COLUMN)}
+def _align_explore_mask(example: dict[str, Any], keep_end: bool) -> dict[str, list[int]]:
+    """Cut the mask to the tokens `SFTTrainer`'s truncation kept (it truncates only the columns it knows)."""
+    mask, n = example[EXPLORE_MASK_COLUMN], len(example["input_ids"])
+    return {EXPLORE_MASK_COLUMN: mask[len(mask) - n :] if keep_end else mask[:n]}
 
 
-def _has_label(example: dict[str, Any]) -> bool:
-    return any(label != -100 for label in example["labels"])
+@contextmanager
+def _main_process_first() -> Iterator[None]:
+    """Let the main processes write the `datasets` cache first, as `SFTTrainer` does around its own preparation."""
+    state = PartialState()
+    with state.main_process_first(), state.local_main_process_first():
+        yield
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -145,25 +158,29 @@ def _has_label(example: dict[str, Any]) -> bool:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class DartDataCollator(DataCollatorForLanguageModeling):
-    """TRL's language-modeling collator that also pads (or, padding-free, concatenates) `explore_mask`.
+class DartDataCollator:
+    """Wraps a collator (by default the one `SFTTrainer` builds) so that `explore_mask` is batched like `input_ids`.
 
-    TRL's collator silently drops unknown per-token columns; this one carries `explore_mask` through exactly like
-    `labels`. Batches without the column are returned unchanged (every token then counts as expert).
+    TRL's collator drops per-token columns it does not know, and it is not part of TRL's public API, so it is wrapped
+    rather than subclassed: the mask is set aside, the wrapped collator builds the batch, and the mask is laid out to
+    the batch's shape, one right-padded row per example, or one concatenated row when the wrapped collator flattens
+    the batch (padding-free). The wrapped collator must pad on the right, as TRL's does. Batches without the column
+    pass through unchanged (every token then counts as expert).
     """
 
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        output = super().torch_call(examples)
-        if EXPLORE_MASK_COLUMN not in examples[0]:
-            return output
+    def __init__(self, collator: Callable[[list[dict[str, Any]]], dict[str, Any]]):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if any(EXPLORE_MASK_COLUMN not in example for example in examples):
+            return self.collator(examples)
         masks = [torch.as_tensor(example[EXPLORE_MASK_COLUMN], dtype=torch.long) for example in examples]
-        if self.padding_free:
-            masks = [torch.cat(masks, dim=0)]
-        output[EXPLORE_MASK_COLUMN] = pad(
-            masks, padding_value=0, padding_side="right", pad_to_multiple_of=self.pad_to_multiple_of
-        )
-        return output
+        batch = self.collator([{k: v for k, v in ex.items() if k != EXPLORE_MASK_COLUMN} for ex in examples])
+        rows, length = batch["input_ids"].shape[0], batch["input_ids"].shape[-1]
+        if rows != len(masks):  # padding-free: the examples were concatenated into one row
+            masks = [torch.cat(masks)]
+        batch[EXPLORE_MASK_COLUMN] = torch.stack([F.pad(mask, (0, length - mask.numel())) for mask in masks])
+        return batch
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -171,21 +188,27 @@ class DartDataCollator(DataCollatorForLanguageModeling):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-class _RecordingModel:
-    """Stands in for the model inside `SFTTrainer.compute_loss` to keep the fused forward's per-token log-probs."""
+def _next_token_log_probs(outputs: Any, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Log-prob of each next-token label, shaped like `labels[..., 1:]` (0 where not trained), from a forward's outputs.
 
-    def __init__(self, model: torch.nn.Module):
-        self._model = model
-        self.outputs = None
-
-    def __call__(self, *args, **kwargs):
-        outputs = self._model(*args, **kwargs)
-        if self.outputs is None and kwargs.get("fused_lm_head"):
-            self.outputs = outputs
-        return outputs
-
-    def __getattr__(self, name: str):
-        return getattr(self._model, name)
+    TRL >= 1.15 runs a fused LM head that returns them directly (`log_probs`); earlier ones return the logits. `None`
+    when neither fits (e.g. pre-shifted labels under sequence parallelism).
+    """
+    if outputs is None or labels is None:
+        return None
+    shift_labels = labels[..., 1:]
+    log_probs = getattr(outputs, "log_probs", None)
+    if log_probs is not None:
+        return log_probs if log_probs.shape == shift_labels.shape else None
+    logits = getattr(outputs, "logits", None)
+    if logits is None or logits.shape[:-1] != labels.shape:
+        return None
+    logits = logits[..., :-1, :]
+    shift_labels = shift_labels.to(logits.device)
+    nll = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
+    )
+    return -nll.view_as(shift_labels)
 
 
 class DartTrainer(SFTTrainer):
@@ -220,12 +243,15 @@ class DartTrainer(SFTTrainer):
             args = DartSFTConfig(**values)
 
         self._dart_weighted = (args.expert_weight, args.explore_weight) != (1.0, 1.0)
-        if self._dart_weighted:
-            if kwargs.get("compute_loss_func") is not None or args.label_smoothing_factor > 0:
-                raise ValueError(
-                    "Provenance weights (`expert_weight`/`explore_weight` other than 1.0) are not supported together "
-                    "with `compute_loss_func` or `label_smoothing_factor`."
-                )
+        if self._dart_weighted and (
+            kwargs.get("compute_loss_func") is not None
+            or args.label_smoothing_factor > 0
+            or args.loss_type not in ("nll", "dft")
+        ):
+            raise ValueError(
+                "Provenance weights (`expert_weight`/`explore_weight` other than 1.0) are only supported with "
+                "`loss_type` 'nll' or 'dft', without `compute_loss_func` or `label_smoothing_factor`."
+            )
 
         if args.filter_unusable:
             train_dataset = _filter_unusable(train_dataset, "train")
@@ -255,17 +281,14 @@ class DartTrainer(SFTTrainer):
                 "along the sequence like the inputs."
             )
 
-        # TRL builds its collator itself (and refuses a custom one with padding-free/BFD packing), so swap in ours
-        # afterwards with the same settings
-        collator = self.data_collator
-        if type(collator) is DataCollatorForLanguageModeling:
-            self.data_collator = DartDataCollator(
-                **{f.name: getattr(collator, f.name) for f in dataclasses.fields(collator)}
-            )
-        elif not isinstance(collator, DartDataCollator):
+        # TRL builds its collator itself (and refuses a custom one with padding-free/BFD packing), so wrap the one it
+        # built; a collator passed in must carry `explore_mask` itself (e.g. a `DartDataCollator`)
+        if data_collator is None:
+            self.data_collator = DartDataCollator(self.data_collator)
+        elif not isinstance(data_collator, DartDataCollator):
             logger.warning(
                 "DartTrainer: custom data collator %s does not carry `explore_mask`; every token is treated as expert.",
-                type(collator).__name__,
+                type(data_collator).__name__,
             )
 
         # Per mode: [expert nll sum, expert tokens, explore nll sum, explore tokens] over the logging window
@@ -274,11 +297,15 @@ class DartTrainer(SFTTrainer):
 
     # ---- data ------------------------------------------------------------------------------------------------------
 
+    # `Trainer` drops dataset columns that are not model inputs; TRL extends the kept list through this hook, and so
+    # does DART (there is no public setting for it)
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         if EXPLORE_MASK_COLUMN not in self._signature_columns:
             self._signature_columns = [*self._signature_columns, EXPLORE_MASK_COLUMN]
 
+    # `SFTTrainer` prepares every dataset (train, eval, and those passed to `evaluate`) through this method; it is the
+    # only point where TRL's token ids exist before truncation and packing
     def _prepare_dataset(
         self,
         dataset: Union[Dataset, IterableDataset],
@@ -288,13 +315,15 @@ class DartTrainer(SFTTrainer):
         formatting_func: Optional[Callable[[dict], str]],
         dataset_name: str,
     ) -> Union[Dataset, IterableDataset]:
-        """TRL's preparation, plus an `explore_mask` column carried through truncation and packing.
+        """TRL's preparation, with an `explore_mask` column computed on TRL's own token ids and kept aligned with them.
 
-        TRL's packing keeps only `input_ids`/`labels`, so for provenance data TRL prepares the dataset without
-        truncation, packing or shuffling, the mask is computed on the full token ids, and then we truncate, pack (with
-        TRL's `pack_dataset`, which packs every list column alike) and shuffle the same way TRL does.
+        TRL first tokenizes and builds the labels at full length (no truncation, packing or shuffling) and the mask
+        is computed on those ids. Unpacked data then goes through TRL's preparation again, which leaves tokenized data
+        untokenized and truncates, filters and shuffles it like plain SFT data; TRL truncates only its own columns, so
+        the mask is cut to the tokens kept. TRL's packing drops unknown columns, so packed data is packed here with
+        TRL's public `pack_dataset`, exactly as `SFTTrainer` calls it, with the mask as one more column.
         """
-        columns = get_dataset_column_names(dataset)
+        columns = _column_names(dataset)
         if STUDENT_START_COLUMN not in columns and EXPLORE_MASK_COLUMN not in columns:
             return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
 
@@ -303,52 +332,42 @@ class DartTrainer(SFTTrainer):
             if len(keep) < len(columns):
                 dataset = dataset.select_columns(keep)
 
-        inner_args = copy.copy(args)
-        inner_args.max_length = None
-        inner_args.shuffle_dataset = False
-        dataset = super()._prepare_dataset(dataset, processing_class, inner_args, False, formatting_func, dataset_name)
+        full_args = copy.copy(args)
+        full_args.max_length, full_args.shuffle_dataset = None, False
+        dataset = super()._prepare_dataset(dataset, processing_class, full_args, False, formatting_func, dataset_name)
 
         map_kwargs: dict[str, Any] = {}
         if isinstance(dataset, Dataset):  # IterableDataset.map has no num_proc / desc
-            map_kwargs["num_proc"] = args.dataset_num_proc
+            map_kwargs = {
+                "num_proc": args.dataset_num_proc,
+                "desc": f"Marking explored tokens in {dataset_name} dataset",
+            }
         tokenizer = processing_class.tokenizer if isinstance(processing_class, ProcessorMixin) else processing_class
-
-        with global_then_local_main_first():
-            if EXPLORE_MASK_COLUMN not in get_dataset_column_names(dataset):
-                if isinstance(dataset, Dataset):
-                    map_kwargs["desc"] = f"Marking student-explored tokens in {dataset_name} dataset"
+        chat_template = getattr(self, "chat_template", None)  # the template TRL tokenized with (assistant-only loss)
+        with _main_process_first():
+            if EXPLORE_MASK_COLUMN not in _column_names(dataset):
                 dataset = dataset.map(
-                    _add_explore_mask,
-                    fn_kwargs={"tokenizer": tokenizer, "chat_template": self.chat_template},
-                    **map_kwargs,
+                    _add_explore_mask, fn_kwargs={"tokenizer": tokenizer, "chat_template": chat_template}, **map_kwargs
                 )
-
-            if args.max_length is not None and not packing:
-                if args.truncation_mode == "keep_start":
-                    sl = slice(None, args.max_length)
-                elif args.truncation_mode == "keep_end":
-                    sl = slice(-args.max_length, None)
-                else:
-                    raise ValueError(f"Unsupported truncation mode: {args.truncation_mode}")
-                if isinstance(dataset, Dataset):
-                    map_kwargs["desc"] = f"Truncating {dataset_name} dataset"
-                dataset = dataset.map(_truncate, fn_kwargs={"sl": sl}, **map_kwargs)
-                if isinstance(dataset, Dataset):
-                    map_kwargs["desc"] = f"Dropping fully masked examples from {dataset_name} dataset"
-                dataset = dataset.filter(_has_label, **map_kwargs)
-
             if packing:
                 if args.max_length is None:
                     raise ValueError("When packing is enabled, `max_length` can't be `None`.")
                 dataset = dataset.select_columns(["input_ids", "labels", EXPLORE_MASK_COLUMN])
-                if args.shuffle_dataset:
+                if args.shuffle_dataset:  # before packing too, as TRL does, so that packed neighbours are unrelated
                     dataset = dataset.shuffle(seed=args.seed)
                 if isinstance(dataset, Dataset):
                     map_kwargs["desc"] = f"Packing {dataset_name} dataset"
                 dataset = pack_dataset(dataset, args.max_length, args.packing_strategy, map_kwargs)
+        if packing:
+            return dataset.shuffle(seed=args.seed) if args.shuffle_dataset else dataset
 
-        if args.shuffle_dataset:
-            dataset = dataset.shuffle(seed=args.seed)
+        dataset = super()._prepare_dataset(dataset, processing_class, args, False, None, dataset_name)
+        if args.max_length is not None:
+            if isinstance(dataset, Dataset):
+                map_kwargs["desc"] = f"Truncating explore_mask of {dataset_name} dataset"
+            with _main_process_first():
+                keep_end = args.truncation_mode == "keep_end"
+                dataset = dataset.map(_align_explore_mask, fn_kwargs={"keep_end": keep_end}, **map_kwargs)
         return dataset
 
     def evaluate(self, eval_dataset=None, ignore_keys: Optional[list[str]] = None, metric_key_prefix: str = "eval"):
@@ -395,43 +414,47 @@ class DartTrainer(SFTTrainer):
         return batch_samples, total.float()
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
+        """`SFTTrainer.compute_loss` (its loss, metrics and MoE aux loss), with the provenance split of its forward pass.
+
+        A forward hook keeps the outputs of TRL's (first) forward, so the per-token log-probs cost nothing extra. With
+        provenance weights, the returned loss is recomputed from those log-probs.
+        """
         explore_mask = inputs.pop(EXPLORE_MASK_COLUMN, None)
         mode = "train" if self.model.training else "eval"
-        if self._dart_weighted:
-            return self._weighted_loss(model, inputs, explore_mask, mode, return_outputs, num_items_in_batch)
-
-        recorder = _RecordingModel(model)
-        result = super().compute_loss(
-            recorder, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
-        outputs = recorder.outputs
-        log_probs = getattr(outputs, "log_probs", None) if outputs is not None else None
-        labels = inputs.get("labels")
-        if log_probs is not None and labels is not None and log_probs.shape == labels[..., 1:].shape:
-            trained = labels[..., 1:] != -100
-            self._record_provenance(-log_probs.detach(), trained, explore_mask, mode)
-        elif not self._warned_no_log_probs:
-            self._warned_no_log_probs = True
-            warnings.warn(
-                "DartTrainer: SFTTrainer's forward did not expose per-token log-probs, so expert_loss/explore_loss "
-                "are not logged.",
-                stacklevel=2,
+        captured: list[Any] = []
+        handle = model.register_forward_hook(lambda _module, _args, output: captured.append(output))
+        try:
+            result = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
-        return result
+        finally:
+            handle.remove()
+        outputs = captured[0] if captured else None
+        labels = inputs.get("labels")
+        with torch.set_grad_enabled(self._dart_weighted and torch.is_grad_enabled()):
+            log_probs = _next_token_log_probs(outputs, labels)
+        if log_probs is None:
+            if self._dart_weighted:
+                raise RuntimeError("DartTrainer: the forward pass gave no per-token log-probs to weight.")
+            if not self._warned_no_log_probs:
+                self._warned_no_log_probs = True
+                warnings.warn(
+                    "DartTrainer: SFTTrainer's forward did not expose per-token log-probs, so expert_loss/explore_loss "
+                    "are not logged.",
+                    stacklevel=2,
+                )
+            return result
 
-    def _weighted_loss(self, model, inputs, explore_mask, mode: str, return_outputs: bool, num_items_in_batch):
-        """Provenance-weighted NLL from the model's own logits (no dependence on TRL's fused LM head)."""
-        inputs["use_cache"] = False
-        if self.aux_loss_enabled:
-            inputs["output_router_logits"] = True
-        labels = inputs["labels"]
-        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-        logits = outputs.logits[:, :-1, :]
-        shift_labels = labels[:, 1:].to(logits.device)
-        trained = shift_labels != -100
-        nll = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), shift_labels.reshape(-1), ignore_index=-100, reduction="none"
-        ).view_as(shift_labels)
+        trained = labels[..., 1:].to(log_probs.device) != -100
+        self._record_provenance(-log_probs.detach(), trained, explore_mask, mode)
+        if not self._dart_weighted:
+            return result
+        loss = self._weighted_loss(log_probs, labels, explore_mask, outputs, num_items_in_batch)
+        return (loss, result[1]) if return_outputs else loss
+
+    def _weighted_loss(self, log_probs, labels, explore_mask, outputs, num_items_in_batch) -> torch.Tensor:
+        """Provenance-weighted mean NLL (or DFT) over the accumulation batch, plus the MoE aux loss as TRL adds it."""
+        nll = -log_probs
         per_token_loss = nll
         if self.args.loss_type == "dft":  # https://huggingface.co/papers/2508.05629
             per_token_loss = nll * torch.exp(-nll).detach()
@@ -443,36 +466,13 @@ class DartTrainer(SFTTrainer):
         loss = torch.where(denominator > 0, numerator / denominator.clamp(min=1e-12), numerator * 0.0)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * (self.accelerator.num_processes // self.get_tp_size())
-        if self.aux_loss_enabled and getattr(outputs, "aux_loss", None) is not None:
+        aux_loss = getattr(outputs, "aux_loss", None)
+        if getattr(self, "aux_loss_enabled", False) and aux_loss is not None:
+            coef = getattr(self, "router_aux_loss_coef", None)
+            coef = self.args.router_aux_loss_coef if coef is None else coef
             steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
-            loss = loss + self.router_aux_loss_coef * outputs.aux_loss / steps
-
-        # The metrics SFTTrainer logs, from the logits
-        with torch.no_grad():
-            detached = logits.detach()
-            num_valid = self.accelerator.gather_for_metrics(trained.sum()).sum()
-            log_p = torch.log_softmax(detached.float(), dim=-1)
-            entropy = -(log_p.exp() * log_p).sum(-1)
-            entropy_sum = self.accelerator.gather_for_metrics((entropy * trained).sum()).sum()
-            correct = (detached.argmax(-1) == shift_labels) & trained
-            num_correct = self.accelerator.gather_for_metrics(correct.sum()).sum()
-            self._metrics[mode]["entropy"].append((entropy_sum / num_valid).item() if num_valid > 0 else 0.0)
-            self._metrics[mode]["mean_token_accuracy"].append(
-                (num_correct / num_valid).item() if num_valid > 0 else 0.0
-            )
-            if mode == "train":
-                if "attention_mask" in inputs:
-                    local_tokens = inputs["attention_mask"].sum()
-                else:
-                    local_tokens = torch.tensor(inputs["input_ids"].size(1), device=inputs["input_ids"].device)
-                num_tokens = self.accelerator.gather_for_metrics(local_tokens).sum().item()
-                self._total_train_tokens += num_tokens // self._tp_size
-            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
-            if self.aux_loss_enabled and getattr(outputs, "aux_loss", None) is not None:
-                aux_loss = self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item()
-                self._metrics[mode]["aux_loss"].append(aux_loss)
-            self._record_provenance(nll.detach(), trained, explore_mask, mode)
-        return (loss, outputs) if return_outputs else loss
+            loss = loss + coef * aux_loss / steps
+        return loss
 
     def _record_provenance(
         self, nll: torch.Tensor, trained: torch.Tensor, explore_mask: Optional[torch.Tensor], mode: str
@@ -508,7 +508,7 @@ def _filter_unusable(dataset, name: str):
     """Drop rows `DartAdapter` marked as errors or dropped; log how many (datasets without DART columns pass)."""
     if dataset is None:
         return None
-    columns = get_dataset_column_names(dataset)
+    columns = _column_names(dataset)
     if "dart_action" not in columns or "dart_solution" not in columns:
         return dataset
     if isinstance(dataset, IterableDataset):
