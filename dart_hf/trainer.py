@@ -1,18 +1,12 @@
 """`DartTrainer`: TRL's `SFTTrainer` that knows which completion tokens the student wrote itself.
 
 DART trains with ordinary token-level SFT on adapted trajectories (DESIGN.md §1 step 6). Each adapted completion is
-an expert prefix followed, from character `dart_student_start` on, by the student's own continuation. The trainer
-turns that offset into a per-token `explore_mask` aligned with TRL's own tokenization, so the two parts can be
-weighted (`DartSFTConfig.expert_weight` / `explore_weight`) and their losses logged separately (`expert_loss`,
-`explore_loss`, `explore_token_share`).
-
-Everything else is `SFTTrainer`'s: it tokenizes, builds the completion-only labels, truncates, filters and shuffles;
-its collator builds the batches and its `compute_loss` runs the forward pass. The provenance split is read from that
-same forward pass (TRL's per-token log-probs, or the logits on TRL versions without a fused LM head). With the
-default weights (1.0/1.0) the loss is `SFTTrainer`'s own, so it is exactly SFT; with other weights it is recomputed
-from the same per-token log-probs.
-
-Any dataset `SFTTrainer` accepts works: without `dart_student_start`, every completion token counts as expert.
+an expert prefix followed, from character `dart_student_start` on, by the student's own continuation. That offset
+becomes a per-token `explore_mask` on TRL's own token ids, so the two parts can be weighted
+(`DartSFTConfig.expert_weight` / `explore_weight`) and their losses logged (`expert_loss`, `explore_loss`,
+`explore_token_share`). Everything else is `SFTTrainer`'s: tokenization, completion-only labels, truncation, packing,
+collation, and the loss, which with the default weights (1.0/1.0) is exactly SFT. Any dataset `SFTTrainer` accepts
+works: without `dart_student_start`, every completion token counts as expert.
 """
 
 from __future__ import annotations
@@ -22,13 +16,11 @@ import dataclasses
 import json
 import logging
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from accelerate import PartialState
 from datasets import Dataset, IterableDataset
 from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainingArguments
 from trl import SFTTrainer, pack_dataset
@@ -43,19 +35,7 @@ STUDENT_START_COLUMN = "dart_student_start"
 #: Per-token column added during dataset preparation: 1 for completion tokens written by the student.
 EXPLORE_MASK_COLUMN = "explore_mask"
 #: Columns a DART prompt-completion row needs for training; the adapter's bookkeeping columns are dropped early.
-_DART_TRAIN_COLUMNS = (
-    "prompt",
-    "completion",
-    STUDENT_START_COLUMN,
-    EXPLORE_MASK_COLUMN,
-    "tools",
-    "chat_template_kwargs",
-)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Provenance mask
-# --------------------------------------------------------------------------------------------------------------------
+_TRAIN_COLUMNS = {"prompt", "completion", "tools", "chat_template_kwargs", STUDENT_START_COLUMN, EXPLORE_MASK_COLUMN}
 
 
 def _column_names(dataset: Union[Dataset, IterableDataset]) -> list[str]:
@@ -71,9 +51,7 @@ def _chat_kwargs(example: dict[str, Any], chat_template: Optional[str]) -> dict[
 
 
 def explore_mask_for_example(
-    example: dict[str, Any],
-    tokenizer: PreTrainedTokenizerBase,
-    chat_template: Optional[str] = None,
+    example: dict[str, Any], tokenizer: PreTrainedTokenizerBase, chat_template: Optional[str] = None
 ) -> list[int]:
     """Per-token provenance of `example["input_ids"]` (as tokenized by `SFTTrainer`): 1 = written by the student.
 
@@ -87,50 +65,41 @@ def explore_mask_for_example(
     to tokenizing prompt + expert part and taking the common prefix with the full ids.
     """
     ids = list(example["input_ids"])
-    start = example.get(STUDENT_START_COLUMN)
-    prompt, completion = example.get("prompt"), example.get("completion")
+    start, prompt, completion = example.get(STUDENT_START_COLUMN), example.get("prompt"), example.get("completion")
     if start is None or start < 0 or prompt is None or completion is None:
         return [0] * len(ids)
-
     conversational = isinstance(completion, list)
-    if conversational:
-        last = completion[-1]
-        content = last.get("content")
-        if not isinstance(content, str):
-            return [0] * len(ids)
-        kwargs = _chat_kwargs(example, chat_template)
-        full_messages = list(prompt) + list(completion)
-        expert_messages = list(prompt) + list(completion[:-1]) + [{**last, "content": content[:start]}]
-    else:
-        content = completion
-        eos = tokenizer.eos_token
-        # TRL appends eos to string completions before tokenizing; the offset refers to the original text
-        if eos and content.endswith(eos) and start >= len(content) - len(eos):
-            return [0] * len(ids)
-    if start >= len(content):  # no student text
+    content = completion[-1].get("content") if conversational else completion
+    if not isinstance(content, str):
         return [0] * len(ids)
+    end = len(content)
+    if not conversational and tokenizer.eos_token and content.endswith(tokenizer.eos_token):
+        end -= len(tokenizer.eos_token)  # appended by TRL; the offset refers to the original text
+    if start >= end:  # no student text
+        return [0] * len(ids)
+    kwargs = _chat_kwargs(example, chat_template) if conversational else {}
 
     if getattr(tokenizer, "is_fast", False):
         if conversational:
-            text = tokenizer.apply_chat_template(full_messages, tokenize=False, **kwargs)
+            text = tokenizer.apply_chat_template(prompt + completion, tokenize=False, **kwargs)
         else:
             text = prompt + content
         position = text.rfind(content)
-        if position >= 0:
-            boundary = position + start
-            encoded = tokenizer(text, add_special_tokens=not conversational, return_offsets_mapping=True)
-            if list(encoded["input_ids"]) == ids:
-                # The student's text ends the completion, so everything from its first token on is the student's
-                # (including template suffix tokens, whatever their offsets)
-                first = next((k for k, (_, end) in enumerate(encoded["offset_mapping"]) if end > boundary), len(ids))
-                return [0] * first + [1] * (len(ids) - first)
+        encoded = tokenizer(text, add_special_tokens=not conversational, return_offsets_mapping=True)
+        if position >= 0 and list(encoded["input_ids"]) == ids:
+            # The student's text ends the completion, so everything from its first token on is the student's
+            # (including template suffix tokens, whatever their offsets)
+            first = next(
+                (k for k, (_, stop) in enumerate(encoded["offset_mapping"]) if stop > position + start), len(ids)
+            )
+            return [0] * first + [1] * (len(ids) - first)
 
     # Fallback: the expert part rendered alone shares its tokens with the full sequence up to the boundary
     if conversational:
-        expert_ids = tokenizer.apply_chat_template(expert_messages, tokenize=True, return_dict=True, **kwargs)
+        expert = [*prompt, *completion[:-1], {**completion[-1], "content": content[:start]}]
+        expert_ids = tokenizer.apply_chat_template(expert, tokenize=True, return_dict=True, **kwargs)["input_ids"]
     else:
-        expert_ids = tokenizer(text=prompt + content[:start])
-    expert_ids = list(expert_ids["input_ids"])
+        expert_ids = tokenizer(text=prompt + content[:start])["input_ids"]
     shared = next((k for k, (a, b) in enumerate(zip(expert_ids, ids)) if a != b), min(len(expert_ids), len(ids)))
     return [0] * shared + [1] * (len(ids) - shared)
 
@@ -145,27 +114,12 @@ def _align_explore_mask(example: dict[str, Any], keep_end: bool) -> dict[str, li
     return {EXPLORE_MASK_COLUMN: mask[len(mask) - n :] if keep_end else mask[:n]}
 
 
-@contextmanager
-def _main_process_first() -> Iterator[None]:
-    """Let the main processes write the `datasets` cache first, as `SFTTrainer` does around its own preparation."""
-    state = PartialState()
-    with state.main_process_first(), state.local_main_process_first():
-        yield
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Collator
-# --------------------------------------------------------------------------------------------------------------------
-
-
 class DartDataCollator:
     """Wraps a collator (by default the one `SFTTrainer` builds) so that `explore_mask` is batched like `input_ids`.
 
-    TRL's collator drops per-token columns it does not know, and it is not part of TRL's public API, so it is wrapped
-    rather than subclassed: the mask is set aside, the wrapped collator builds the batch, and the mask is laid out to
-    the batch's shape, one right-padded row per example, or one concatenated row when the wrapped collator flattens
-    the batch (padding-free). The wrapped collator must pad on the right, as TRL's does. Batches without the column
-    pass through unchanged (every token then counts as expert).
+    TRL's collator drops columns it does not know and is not public API, so it is wrapped, not subclassed: the mask is
+    laid out to the batch it builds, one right-padded row per example, or one row when it concatenates them
+    (padding-free). The wrapped collator must pad on the right, as TRL's does. Batches without the mask pass through.
     """
 
     def __init__(self, collator: Callable[[list[dict[str, Any]]], dict[str, Any]]):
@@ -183,17 +137,9 @@ class DartDataCollator:
         return batch
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Trainer
-# --------------------------------------------------------------------------------------------------------------------
-
-
 def _next_token_log_probs(outputs: Any, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Log-prob of each next-token label, shaped like `labels[..., 1:]` (0 where not trained), from a forward's outputs.
-
-    TRL >= 1.15 runs a fused LM head that returns them directly (`log_probs`); earlier ones return the logits. `None`
-    when neither fits (e.g. pre-shifted labels under sequence parallelism).
-    """
+    """Log-prob of each next-token label (like `labels[..., 1:]`, 0 where untrained): TRL >= 1.15's fused LM head
+    returns them, older TRL the logits. `None` when neither fits (e.g. pre-shifted labels under sequence parallelism)."""
     if outputs is None or labels is None:
         return None
     shift_labels = labels[..., 1:]
@@ -255,10 +201,7 @@ class DartTrainer(SFTTrainer):
 
         if args.filter_unusable:
             train_dataset = _filter_unusable(train_dataset, "train")
-            if isinstance(eval_dataset, dict):
-                eval_dataset = {key: _filter_unusable(ds, key) for key, ds in eval_dataset.items()}
-            elif eval_dataset is not None:
-                eval_dataset = _filter_unusable(eval_dataset, "eval")
+            eval_dataset = _filter_unusable(eval_dataset, "eval")
 
         super().__init__(
             model,
@@ -271,11 +214,7 @@ class DartTrainer(SFTTrainer):
         )
 
         parallelism = self.accelerator.parallelism_config
-        if (
-            self._dart_weighted
-            and parallelism is not None
-            and (getattr(parallelism, "cp_enabled", False) or getattr(parallelism, "sp_enabled", False))
-        ):
+        if self._dart_weighted and any(getattr(parallelism, f"{kind}_enabled", False) for kind in ("cp", "sp")):
             raise NotImplementedError(
                 "Provenance weights are not supported with context/sequence parallelism: `explore_mask` is not sharded "
                 "along the sequence like the inputs."
@@ -294,8 +233,6 @@ class DartTrainer(SFTTrainer):
         # Per mode: [expert nll sum, expert tokens, explore nll sum, explore tokens] over the logging window
         self._provenance = {"train": torch.zeros(4, dtype=torch.float64), "eval": torch.zeros(4, dtype=torch.float64)}
         self._warned_no_log_probs = False
-
-    # ---- data ------------------------------------------------------------------------------------------------------
 
     # `Trainer` drops dataset columns that are not model inputs; TRL extends the kept list through this hook, and so
     # does DART (there is no public setting for it)
@@ -317,95 +254,71 @@ class DartTrainer(SFTTrainer):
     ) -> Union[Dataset, IterableDataset]:
         """TRL's preparation, with an `explore_mask` column computed on TRL's own token ids and kept aligned with them.
 
-        TRL first tokenizes and builds the labels at full length (no truncation, packing or shuffling) and the mask
-        is computed on those ids. Unpacked data then goes through TRL's preparation again, which leaves tokenized data
-        untokenized and truncates, filters and shuffles it like plain SFT data; TRL truncates only its own columns, so
-        the mask is cut to the tokens kept. TRL's packing drops unknown columns, so packed data is packed here with
-        TRL's public `pack_dataset`, exactly as `SFTTrainer` calls it, with the mask as one more column.
+        TRL tokenizes and builds the labels at full length (no truncation, packing or shuffling); the mask is computed
+        on those ids. Unpacked data then goes through TRL's preparation again (a no-op for tokenization) to be
+        truncated, filtered and shuffled like plain SFT data, and the mask is cut to the tokens TRL kept. TRL's packing
+        drops unknown columns, so packing calls TRL's public `pack_dataset` here, as `SFTTrainer` does.
         """
         columns = _column_names(dataset)
         if STUDENT_START_COLUMN not in columns and EXPLORE_MASK_COLUMN not in columns:
             return super()._prepare_dataset(dataset, processing_class, args, packing, formatting_func, dataset_name)
 
-        if formatting_func is None and "input_ids" not in columns:
-            keep = [c for c in columns if c in _DART_TRAIN_COLUMNS]
-            if len(keep) < len(columns):
-                dataset = dataset.select_columns(keep)
+        if formatting_func is None and "input_ids" not in columns and not set(columns) <= _TRAIN_COLUMNS:
+            dataset = dataset.select_columns([c for c in columns if c in _TRAIN_COLUMNS])
 
         full_args = copy.copy(args)
         full_args.max_length, full_args.shuffle_dataset = None, False
         dataset = super()._prepare_dataset(dataset, processing_class, full_args, False, formatting_func, dataset_name)
 
-        map_kwargs: dict[str, Any] = {}
-        if isinstance(dataset, Dataset):  # IterableDataset.map has no num_proc / desc
-            map_kwargs = {
-                "num_proc": args.dataset_num_proc,
-                "desc": f"Marking explored tokens in {dataset_name} dataset",
-            }
+        # Like TRL: `IterableDataset.map` takes no num_proc / desc; the main process writes the cache first
+        eager = isinstance(dataset, Dataset)
+        map_kwargs: dict[str, Any] = {"num_proc": args.dataset_num_proc} if eager else {}
         tokenizer = processing_class.tokenizer if isinstance(processing_class, ProcessorMixin) else processing_class
         chat_template = getattr(self, "chat_template", None)  # the template TRL tokenized with (assistant-only loss)
-        with _main_process_first():
+        with args.main_process_first(local=False, desc=f"marking explored tokens of the {dataset_name} dataset"):
             if EXPLORE_MASK_COLUMN not in _column_names(dataset):
-                dataset = dataset.map(
-                    _add_explore_mask, fn_kwargs={"tokenizer": tokenizer, "chat_template": chat_template}, **map_kwargs
-                )
+                fn_kwargs = {"tokenizer": tokenizer, "chat_template": chat_template}
+                desc = {"desc": f"Marking explored tokens in {dataset_name} dataset"} if eager else {}
+                dataset = dataset.map(_add_explore_mask, fn_kwargs=fn_kwargs, **map_kwargs, **desc)
             if packing:
                 if args.max_length is None:
                     raise ValueError("When packing is enabled, `max_length` can't be `None`.")
                 dataset = dataset.select_columns(["input_ids", "labels", EXPLORE_MASK_COLUMN])
                 if args.shuffle_dataset:  # before packing too, as TRL does, so that packed neighbours are unrelated
                     dataset = dataset.shuffle(seed=args.seed)
-                if isinstance(dataset, Dataset):
-                    map_kwargs["desc"] = f"Packing {dataset_name} dataset"
-                dataset = pack_dataset(dataset, args.max_length, args.packing_strategy, map_kwargs)
-        if packing:
-            return dataset.shuffle(seed=args.seed) if args.shuffle_dataset else dataset
+                desc = {"desc": f"Packing {dataset_name} dataset"} if eager else {}
+                dataset = pack_dataset(dataset, args.max_length, args.packing_strategy, {**map_kwargs, **desc})
+                return dataset.shuffle(seed=args.seed) if args.shuffle_dataset else dataset
 
         dataset = super()._prepare_dataset(dataset, processing_class, args, False, None, dataset_name)
         if args.max_length is not None:
-            if isinstance(dataset, Dataset):
-                map_kwargs["desc"] = f"Truncating explore_mask of {dataset_name} dataset"
-            with _main_process_first():
+            with args.main_process_first(local=False, desc=f"truncating explore_mask of the {dataset_name} dataset"):
                 keep_end = args.truncation_mode == "keep_end"
                 dataset = dataset.map(_align_explore_mask, fn_kwargs={"keep_end": keep_end}, **map_kwargs)
         return dataset
 
     def evaluate(self, eval_dataset=None, ignore_keys: Optional[list[str]] = None, metric_key_prefix: str = "eval"):
         """Like `SFTTrainer.evaluate`; a dataset passed here is filtered of unusable DART rows like at init."""
-        if self.args.filter_unusable and eval_dataset is not None and not isinstance(eval_dataset, str):
-            if isinstance(eval_dataset, dict):
-                eval_dataset = {key: _filter_unusable(ds, key) for key, ds in eval_dataset.items()}
-            else:
-                eval_dataset = _filter_unusable(eval_dataset, metric_key_prefix)
+        if self.args.filter_unusable and not isinstance(eval_dataset, str):
+            eval_dataset = _filter_unusable(eval_dataset, metric_key_prefix)
         return super().evaluate(eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
-
-    # ---- loss ------------------------------------------------------------------------------------------------------
 
     def _token_weights(self, labels: torch.Tensor, explore_mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Weight of each next-token prediction (shifted: position j predicts token j + 1); 0 where not trained."""
-        shift_labels = labels[..., 1:]
-        trained = shift_labels != -100
-        weights = torch.full(shift_labels.shape, float(self.args.expert_weight), device=labels.device)
+        trained = labels[..., 1:] != -100
+        weights = torch.full(trained.shape, float(self.args.expert_weight), device=labels.device)
         if explore_mask is not None:
-            explore = explore_mask[..., 1:].to(labels.device).bool()
-            explore_weight = torch.as_tensor(float(self.args.explore_weight), device=labels.device)
-            weights = torch.where(explore, explore_weight, weights)
+            weights[explore_mask[..., 1:].to(labels.device).bool()] = float(self.args.explore_weight)
         return weights * trained
 
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
-        """With provenance weights, normalise by the summed token weights of the whole accumulation batch.
-
-        `Trainer` counts trained tokens over all micro-batches of an optimizer step (`num_items_in_batch`); the
-        weighted loss needs the sum of the weights instead, so it stays a weighted mean under gradient accumulation.
-        """
+        """With provenance weights, `num_items_in_batch` (trained tokens over the accumulation batch) becomes the sum
+        of their weights, so that the loss stays a weighted mean under gradient accumulation."""
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
         if not self._dart_weighted or num_items_in_batch is None:
             return batch_samples, num_items_in_batch
-        total = sum(
-            self._token_weights(batch["labels"], batch.get(EXPLORE_MASK_COLUMN)).sum().double()
-            for batch in batch_samples
-        )
-        total = torch.as_tensor(total, dtype=torch.float64).to(device)
+        weights = [self._token_weights(batch["labels"], batch.get(EXPLORE_MASK_COLUMN)) for batch in batch_samples]
+        total = torch.stack([w.sum().double().to(device) for w in weights]).sum()
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             total = self.accelerator.gather(total).sum()
         elif self.args.n_gpu > 1:
@@ -414,11 +327,10 @@ class DartTrainer(SFTTrainer):
         return batch_samples, total.float()
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
-        """`SFTTrainer.compute_loss` (its loss, metrics and MoE aux loss), with the provenance split of its forward pass.
+        """`SFTTrainer.compute_loss` (loss, metrics, MoE aux loss), plus the provenance split of its own forward pass.
 
-        A forward hook keeps the outputs of TRL's (first) forward, so the per-token log-probs cost nothing extra. With
-        provenance weights, the returned loss is recomputed from those log-probs.
-        """
+        A forward hook keeps the outputs of TRL's (first) forward, so the per-token log-probs cost no extra pass; with
+        provenance weights the loss is recomputed from them."""
         explore_mask = inputs.pop(EXPLORE_MASK_COLUMN, None)
         mode = "train" if self.model.training else "eval"
         captured: list[Any] = []
@@ -439,25 +351,17 @@ class DartTrainer(SFTTrainer):
             if not self._warned_no_log_probs:
                 self._warned_no_log_probs = True
                 warnings.warn(
-                    "DartTrainer: SFTTrainer's forward did not expose per-token log-probs, so expert_loss/explore_loss "
-                    "are not logged.",
-                    stacklevel=2,
+                    "DartTrainer: no per-token log-probs, so expert/explore losses are not logged.", stacklevel=2
                 )
             return result
 
-        trained = labels[..., 1:].to(log_probs.device) != -100
-        self._record_provenance(-log_probs.detach(), trained, explore_mask, mode)
+        nll = -log_probs
+        self._record_provenance(nll.detach(), labels[..., 1:].to(nll.device) != -100, explore_mask, mode)
         if not self._dart_weighted:
             return result
-        loss = self._weighted_loss(log_probs, labels, explore_mask, outputs, num_items_in_batch)
-        return (loss, result[1]) if return_outputs else loss
 
-    def _weighted_loss(self, log_probs, labels, explore_mask, outputs, num_items_in_batch) -> torch.Tensor:
-        """Provenance-weighted mean NLL (or DFT) over the accumulation batch, plus the MoE aux loss as TRL adds it."""
-        nll = -log_probs
-        per_token_loss = nll
-        if self.args.loss_type == "dft":  # https://huggingface.co/papers/2508.05629
-            per_token_loss = nll * torch.exp(-nll).detach()
+        # Weighted mean NLL (or DFT) over the accumulation batch, plus the MoE aux loss as TRL adds it
+        per_token_loss = nll * torch.exp(-nll).detach() if self.args.loss_type == "dft" else nll
         weights = self._token_weights(labels, explore_mask).to(nll.device)
         numerator = (per_token_loss * weights).sum()
         denominator = weights.sum() if num_items_in_batch is None else torch.as_tensor(num_items_in_batch)
@@ -472,21 +376,15 @@ class DartTrainer(SFTTrainer):
             coef = self.args.router_aux_loss_coef if coef is None else coef
             steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
             loss = loss + coef * aux_loss / steps
-        return loss
+        return (loss, result[1]) if return_outputs else loss
 
     def _record_provenance(
         self, nll: torch.Tensor, trained: torch.Tensor, explore_mask: Optional[torch.Tensor], mode: str
     ) -> None:
         """Accumulate (over processes) the expert / explore NLL sums and token counts of one micro-batch."""
-        if explore_mask is not None:
-            explore = explore_mask[..., 1:].to(nll.device).bool() & trained
-        else:
-            explore = torch.zeros_like(trained)
-        expert = trained & ~explore
-        nll = nll.double()
-        stats = torch.stack(
-            [(nll * expert).sum(), expert.sum().double(), (nll * explore).sum(), explore.sum().double()]
-        )
+        explore = trained & (explore_mask[..., 1:].to(nll.device).bool() if explore_mask is not None else False)
+        expert, nll = trained & ~explore, nll.double()
+        stats = torch.stack([(nll * expert).sum(), expert.sum(), (nll * explore).sum(), explore.sum()]).double()
         stats = self.accelerator.gather(stats[None]).sum(0)
         self._provenance[mode] += stats.cpu()
 
@@ -508,6 +406,8 @@ def _filter_unusable(dataset, name: str):
     """Drop rows `DartAdapter` marked as errors or dropped; log how many (datasets without DART columns pass)."""
     if dataset is None:
         return None
+    if isinstance(dataset, dict):
+        return {key: _filter_unusable(ds, key) for key, ds in dataset.items()}
     columns = _column_names(dataset)
     if "dart_action" not in columns or "dart_solution" not in columns:
         return dataset
@@ -517,16 +417,10 @@ def _filter_unusable(dataset, name: str):
     before = len(dataset)
     dataset = dataset.filter(is_usable, desc=f"Dropping unusable DART rows from {name} dataset")
     dropped = before - len(dataset)
-    if dropped:
-        logger.warning(
-            "DartTrainer: dropped %d of %d %s rows that DartAdapter could not use (dart_action='error' or empty "
-            "dart_solution).",
-            dropped,
-            before,
-            name,
-        )
-    else:
-        logger.info("DartTrainer: all %d %s rows are usable.", before, name)
+    reason = "that DartAdapter could not use (dart_action='error' or empty dart_solution)"
+    (logger.warning if dropped else logger.info)(
+        "DartTrainer: dropped %d of %d %s rows %s.", dropped, before, name, reason
+    )
     if len(dataset) == 0:
         raise ValueError(f"No usable rows left in the {name} dataset after dropping DartAdapter errors/dropped rows.")
     return dataset
