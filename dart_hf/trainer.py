@@ -138,8 +138,9 @@ class DartDataCollator:
 
 
 def _next_token_log_probs(outputs: Any, labels: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-    """Log-prob of each next-token label (like `labels[..., 1:]`, 0 where untrained): TRL >= 1.15's fused LM head
-    returns them, older TRL the logits. `None` when neither fits (e.g. pre-shifted labels under sequence parallelism)."""
+    """Log-prob of each next-token label (like `labels[..., 1:]`, 0 where untrained): from TRL's fused LM head, or
+    from the logits (TRL < 1.15, label smoothing, `compute_loss_func`). `None` when neither fits (e.g.
+    pre-shifted labels under sequence parallelism)."""
     if outputs is None or labels is None:
         return None
     shift_labels = labels[..., 1:]
@@ -189,16 +190,14 @@ class DartTrainer(SFTTrainer):
             args = DartSFTConfig(**values)
 
         self._dart_weighted = (args.expert_weight, args.explore_weight) != (1.0, 1.0)
-        if self._dart_weighted and (
-            kwargs.get("compute_loss_func") is not None
-            or args.label_smoothing_factor > 0
-            or args.loss_type not in ("nll", "dft")
-        ):
+        if self._dart_weighted and (kwargs.get("compute_loss_func") is not None or args.label_smoothing_factor > 0):
             raise ValueError(
-                "Provenance weights (`expert_weight`/`explore_weight` other than 1.0) are only supported with "
-                "`loss_type` 'nll' or 'dft', without `compute_loss_func` or `label_smoothing_factor`."
+                "Provenance weights (`expert_weight`/`explore_weight` other than 1.0) are not supported together "
+                "with `compute_loss_func` or `label_smoothing_factor`."
             )
 
+        if args.loss_type == "chunked_nll":  # TRL < 1.15's default: its chunked forward gives no per-token log-probs
+            args.loss_type = "nll"
         if args.filter_unusable:
             train_dataset = _filter_unusable(train_dataset, "train")
             eval_dataset = _filter_unusable(eval_dataset, "eval")

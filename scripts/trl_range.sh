@@ -3,7 +3,7 @@
 # each in a throwaway venv (same CPU torch as scripts/setup.sh, the newest transformers pip resolves with that TRL),
 # and print a table: trl version -> passed / failed.
 #
-#   bash scripts/trl_range.sh                 # the bounds of the `trl>=A,<B` line: A and the newest release below B
+#   bash scripts/trl_range.sh                 # the oldest and newest release pyproject.toml's trl requirement allows
 #   bash scripts/trl_range.sh 1.12.0 1.16.0   # or any TRL versions
 #
 # Environment: PYTHON (python3), TORCH_SPEC (torch==2.13.0), TRANSFORMERS_SPEC (to pin transformers too),
@@ -20,18 +20,18 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PIP_D
 
 versions=("$@")
 if [ ${#versions[@]} -eq 0 ]; then
-  spec=$(grep -oE '"trl>=[0-9.]+,<[0-9.]+"' pyproject.toml | tr -d '"')
-  low=$(sed -E 's/trl>=([0-9.]+),<.*/\1/' <<<"$spec")
-  high=$(sed -E 's/.*,<([0-9.]+)/\1/' <<<"$spec")
-  [ -n "$spec" ] || { echo "no 'trl>=A,<B' line in pyproject.toml; pass versions" >&2; exit 2; }
-  # The newest release below the upper bound, from the index
-  newest=$("$PYTHON" -m pip index versions trl 2>/dev/null | sed -nE 's/^Available versions: //p' | tr ',' '\n' |
-    "$PYTHON" -c "import sys; from packaging.version import Version as V
-vs = [V(v.strip()) for v in sys.stdin if v.strip()]
-print(max(v for v in vs if V('$low') <= v < V('$high') and not v.is_prerelease))")
-  [[ $low =~ ^[0-9]+\.[0-9]+$ ]] && low="$low.0"
-  versions=("$low" "$newest")
-  echo "pyproject.toml: $spec -> testing ${versions[*]}"
+  # The oldest and the newest release on the index that the trl requirement in pyproject.toml allows
+  mapfile -t versions < <("$PYTHON" -m pip index versions trl 2>/dev/null | sed -nE 's/^Available versions: //p' |
+    "$PYTHON" -c "import re, sys, tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
+deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']
+spec = next(Requirement(d) for d in deps if re.match(r'trl\b', d)).specifier
+allowed = sorted(v for v in map(Version, sys.stdin.read().replace(',', ' ').split()) if v in spec)
+print(f'pyproject.toml: trl{spec} allows {len(allowed)} releases', file=sys.stderr)
+print(allowed[0]); print(allowed[-1])")
+  [ ${#versions[@]} -eq 2 ] || { echo "could not list the trl releases pyproject.toml allows; pass versions" >&2; exit 2; }
+  [ "${versions[0]}" != "${versions[1]}" ] || versions=("${versions[0]}")
 fi
 
 mapfile -t deps < <("$PYTHON" -c "import re, tomllib
