@@ -144,16 +144,23 @@ def test_explore_mask_fallback_and_string_completions(tokenizer, monkeypatch):
 
 
 def test_collator_pads_and_concatenates_explore_mask():
+    """`DartDataCollator` around the collator SFTTrainer builds (TRL documents it at this path, not re-exported)."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
     examples = [
         {"input_ids": [1, 2, 3], "labels": [-100, 2, 3], "explore_mask": [0, 0, 1]},
         {"input_ids": [4, 5], "labels": [-100, 5], "explore_mask": [0, 1]},
     ]
-    batch = DartDataCollator(pad_token_id=0)(examples)
+    batch = DartDataCollator(DataCollatorForLanguageModeling(pad_token_id=0))(examples)
     assert batch["explore_mask"].tolist() == [[0, 0, 1], [0, 1, 0]]
     assert batch["input_ids"].shape == batch["explore_mask"].shape
-    flat = DartDataCollator(pad_token_id=0, padding_free=True)(examples)
+    flat = DartDataCollator(DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True))(examples)
     assert flat["explore_mask"].tolist() == [[0, 0, 1, 0, 1]]
-    assert "explore_mask" not in DartDataCollator(pad_token_id=0)([{"input_ids": [1, 2]}])
+    assert flat["input_ids"].shape == flat["explore_mask"].shape
+    padded = DartDataCollator(DataCollatorForLanguageModeling(pad_token_id=0, pad_to_multiple_of=4))(examples)
+    assert padded["explore_mask"].tolist() == [[0, 0, 1, 0], [0, 1, 0, 0]]
+    plain = DartDataCollator(DataCollatorForLanguageModeling(pad_token_id=0))([{"input_ids": [1, 2]}])
+    assert "explore_mask" not in plain
 
 
 # ---- training and loss -------------------------------------------------------------------------------------------
