@@ -4,8 +4,10 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +46,17 @@ def _public_objects():
 def test_every_public_name_has_a_docstring():
     missing = [name for name, obj in _public_objects() if not (inspect.getdoc(obj) or "").strip()]
     assert not missing, f"public names without a docstring: {missing}"
+
+
+def test_architecture_page_names_every_module():
+    """docs/architecture.md is the map of the package: every file is on it, and it names no file that is gone."""
+    package = Path(ROOT) / "dart_hf"
+    files = {
+        p.relative_to(package).as_posix()
+        for p in package.rglob("*")
+        if p.is_file() and (p.suffix == ".py" or p.parent.name == "templates") and "__pycache__" not in p.parts
+    }
+    page = (Path(ROOT) / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"^\| `([\w/.]+\.(?:py|j2|md))` \|", page, re.M))
+    assert sorted(files - named) == [], "modules missing from docs/architecture.md"
+    assert sorted(named - files) == [], "docs/architecture.md names files that do not exist"
