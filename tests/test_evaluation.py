@@ -55,3 +55,25 @@ def test_grouping_problems_into_backend_calls_does_not_change_the_scores():
     assert backend_calls == [4, 2]
     assert [r["correct"] for r in one["rows"]] == [r["correct"] for r in grouped["rows"]]
     assert one["accuracy"] > 0.5  # the planted-gap student solves most plain problems
+
+
+def test_evaluate_student_takes_another_verifier():
+    import datasets
+
+    from dart_hf import DartConfig
+    from dart_hf.verification import GoldCheck, Verdict
+
+    class ExactMatch:
+        def judge_many(self, pairs):
+            return [Verdict(pred == gold) for gold, pred in pairs]
+
+        def inspect_gold(self, gold):
+            return GoldCheck(None)
+
+    ds = datasets.Dataset.from_dict({"problem": ["p1", "p2"], "solution": [None, None], "answer": ["42", "42.0"]})
+    config = DartConfig(prompt_template=TEMPLATE)
+    backend = ScriptedBackend(sim={0: [True, True]}, n_sim=2)
+    by_math = evaluate_student(backend, ds, config, n_samples=2, progress=False)
+    by_string = evaluate_student(backend, ds, config, n_samples=2, progress=False, verifier=ExactMatch())
+    assert [r["correct"] for r in by_math["rows"]] == [2, 2]
+    assert [r["correct"] for r in by_string["rows"]] == [2, 0]  # "42" is not the string "42.0"

@@ -22,6 +22,7 @@ from ..config import DartConfig
 from ..example import Example, ExampleError, parse_example
 from ..selection import select_continuation
 from ..simulation import Rollout, SampleJob, run_jobs
+from ..verification import Verifier
 
 #: Phase name of the from-scratch samples the baselines draw (its own seed stream, apart from DART's).
 SCRATCH_PHASE = "scratch"
@@ -102,7 +103,7 @@ def sample_from_scratch(
     examples: list[Optional[Example]],
     n: int,
     backend: GenerationBackend,
-    verifier: Any,
+    verifier: Verifier,
     config: DartConfig,
     first: int = 0,
 ) -> list[list[Rollout]]:
