@@ -13,7 +13,7 @@ from .answers import extract_boxed
 from .backends.base import GenerationBackend
 from .config import DartConfig
 from .example import Example, ExampleError, parse_example
-from .simulation import SampleJob, run_jobs
+from .simulation import sample_from_scratch
 from .verification import Verifier, as_verifier
 
 
@@ -75,8 +75,8 @@ def evaluate_student(
     # so the grouping does not change them.
     for first in range(0, len(readable), batch_problems):
         group = readable[first : first + batch_problems]
-        work = [(example, SampleJob(0, n_samples, "eval")) for _, example in group]
-        for (i, _), rollouts in zip(group, run_jobs(work, backend, verifier, config)):
+        drawn = sample_from_scratch([e for _, e in group], n_samples, "eval", backend, verifier, config)
+        for (i, _), rollouts in zip(group, drawn):
             if isinstance(rollouts, BaseException):  # a request that failed (HTTP backends): not scored
                 errors += 1
                 per_row[i] = {"correct": None, "error": f"{type(rollouts).__name__}: {rollouts}"}

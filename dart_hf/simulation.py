@@ -137,6 +137,27 @@ def rollout(
     return dict(zip(prefix_indices, results))  # type: ignore[arg-type]
 
 
+def sample_from_scratch(
+    examples: Sequence[Optional[Example]],
+    n: int,
+    phase: str,
+    backend: GenerationBackend,
+    verifier: Verifier,
+    config: DartConfig,
+    first: int = 0,
+) -> list[Union[list[Rollout], BaseException, None]]:
+    """`n` judged samples per example from its bare prompt (prefix t = 0), all in one backend call.
+
+    Samples `first`..`first + n - 1` of the example's `phase` stream, so baselines and evaluation
+    draw apart from DART's own streams and a later call can extend an earlier one. A None example
+    (an unreadable row) gets None; a request that failed on its own (HTTP backends) gets its
+    exception, for the caller to count as it sees fit.
+    """
+    work = [(e, SampleJob(0, n, phase, first)) for e in examples if e is not None]
+    got = iter(run_jobs(work, backend, verifier, config))
+    return [None if e is None else next(got) for e in examples]
+
+
 SimulationPlan = Generator[list[SampleJob], list[list[Rollout]], tuple[dict[int, list[Rollout]], Optional[int]]]
 
 
