@@ -375,9 +375,8 @@ def scripted_adapter_map(student: str, device: str, dtype_name: str) -> dict[str
         {"problem": "A row without a gold answer", "solution": "No answer here.\n\nNone at all."},
     ]
     backend = TransformersBackend(student, device=device, dtype=_dtype(dtype_name))
-    adapter = DartAdapter(backend, DartConfig(n_sim=2, n_explore=2, max_new_tokens=24, temperature=0.7), progress=False)
-    adapter.verifier.close()
-    adapter.verifier = ScriptedVerifier({"GA2", "GA3"})
+    config = DartConfig(n_sim=2, n_explore=2, max_new_tokens=24, temperature=0.7)
+    adapter = DartAdapter(backend, config, progress=False, verifier=ScriptedVerifier({"GA2", "GA3"}))
     out = datasets.Dataset.from_list(rows).map(adapter, batched=True, keep_in_memory=True, load_from_cache_file=False)
     actions, gaps = list(out["dart_action"]), list(out["dart_gap_step"])
     explored = out[0]

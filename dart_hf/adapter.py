@@ -18,7 +18,6 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .backends.base import derive_seed
@@ -26,6 +25,8 @@ from .config import DartConfig
 from .errors import RunError
 from .example import Example, ExampleError, parse_example
 from .prompts import prefix_text
+from .rollouts import rollout_records  # noqa: F401  (re-exported: report.py and dart_hf import it from here)
+from .rows import batch_rows, error_row, output_row
 from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS, is_usable: re-exported from here)
     OUTPUT_COLUMNS,
     PHASE_EXPLORE,
@@ -38,6 +39,7 @@ from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS,
 )
 from .selection import select_continuation
 from .simulation import Rollout, SampleJob, check_prompt_length, run_jobs, simulate, success_rates
+from .verification import MathVerifier, Verifier, as_verifier, verifier_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +71,10 @@ class DartAdapter:
         progress: show a progress bar over the rows of each batch, with generated tokens/s.
         batched: whether calls pass a batch (column -> list) or one row. None (default): `Dataset.map`
             tells by the type of what it passes, and a plain dict is read by its shape; set it when
-            calling with plain dicts whose every column is list-valued (see `_is_batch`).
+            calling with plain dicts whose every column is list-valued (see `dart_hf.rows.is_batch`).
+        verifier: the judge of final answers, any [`Verifier`][dart_hf.verification.Verifier];
+            None (default): math-verify, as `MathVerifier(timeout=config.verify_timeout)`. It is
+            part of the fingerprint, so `datasets` never reuses rows judged by another verifier.
 
     The output adds the columns in `OUTPUT_COLUMNS` to every row; input columns are kept.
     """
@@ -82,6 +87,7 @@ class DartAdapter:
         tokenizer: Any = None,
         progress: bool = True,
         batched: Optional[bool] = None,
+        verifier: Optional[Verifier] = None,
     ) -> None:
         self.config = config if config is not None else DartConfig()
         if not isinstance(self.config, DartConfig):
@@ -94,9 +100,7 @@ class DartAdapter:
             from .backends.transformers import TransformersBackend
 
             self.backend = TransformersBackend(student, tokenizer)
-        from .verification import MathVerifier
-
-        self.verifier = MathVerifier(timeout=self.config.verify_timeout)
+        self.verifier = as_verifier(verifier, self.config.verify_timeout)
         self.progress = progress
         if batched not in (None, True, False):
             raise TypeError(f"batched must be None, True or False, got {batched!r}")
@@ -109,8 +113,10 @@ class DartAdapter:
 
     @property
     def fingerprint(self) -> str:
-        """Cheap, stable identity used by `datasets` caching: student + config + algorithm version."""
-        payload = "\x1f".join([ALGORITHM_VERSION, self.backend.fingerprint, _config_fingerprint(self.config)])
+        """Cheap, stable identity used by `datasets` caching: student + config + verifier + algorithm version."""
+        parts = [ALGORITHM_VERSION, self.backend.fingerprint, _config_fingerprint(self.config)]
+        judge = verifier_fingerprint(self.verifier, self.config.verify_timeout)
+        payload = "\x1f".join(parts if judge is None else [*parts, judge])  # the default adds nothing
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def __repr__(self) -> str:
@@ -119,7 +125,7 @@ class DartAdapter:
     # ------------------------------------------------------------------ map interface
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """Adapt a batch (`batched=True`) or a single row; returns only the new columns."""
-        rows, batched = _rows(batch, self.config, self.batched)
+        rows, batched = batch_rows(batch, self.config, self.batched)
         outputs = self.adapt_rows(rows)
         if not batched:
             return outputs[0]
@@ -157,10 +163,8 @@ class DartAdapter:
             active = still
         bar.close()
         for task in tasks:
-            task.out["dart_seconds"] = task.seconds
-            task.out["dart_verify_timeouts"] = task.verify_timeouts
-        # every row, good or error, batched or not: exactly these columns, in this order
-        return [{name: task.out[name] for name in OUTPUT_COLUMNS} for task in tasks]
+            task.out.update(dart_seconds=task.seconds, dart_verify_timeouts=task.verify_timeouts)
+        return [task.out for task in tasks]  # every row, good or error: `output_row`'s columns
 
     # ------------------------------------------------------------------ driving the per-row plans
     def _start(self, task: _Task) -> None:
@@ -231,7 +235,7 @@ class DartAdapter:
                 "DART failed on a row: %s: %s", type(err).__name__, err, exc_info=logger.isEnabledFor(logging.DEBUG)
             )
             reason = f"{type(err).__name__}: {err}"
-        task.out = _error_row(task.example, task.row, self.config, reason)
+        task.out = error_row(task.example, task.row, self.config, reason)
 
     # ------------------------------------------------------------------ the algorithm
     def _adapt(self, example: Example) -> Generator[list[SampleJob], list[list[Rollout]], dict[str, Any]]:
@@ -239,21 +243,12 @@ class DartAdapter:
         config = self.config
         n_prefixes = len(example.steps) + 1
         sim, gap = yield from simulate(len(example.steps), config)
-        _check_judged(sim, config)
+        _check_judged(sim, self.verifier)
         scores = success_rates(sim, n_prefixes)
         explored: list[list[Rollout]] = []  # exploration draws, in the order they were sampled
 
         chosen: Optional[Rollout] = None  # the continuation assembled into the solution, if any
-        out = {
-            "dart_steps": list(example.steps),
-            "dart_gap_step": -1 if gap is None else gap,
-            "dart_action": Action.IMITATE.value,
-            "dart_solution": example.solution,
-            "dart_student_start": -1,
-            "dart_answer": example.gold,
-            "dart_selection": "",
-            "dart_error": "",
-        }
+        action, solution, student_start, selection = Action.IMITATE, example.solution, -1, ""
         if gap is not None:
             # Explore from the prefix before the gap; `backoff` then tries earlier prefixes, best f first.
             starts = [gap - 1]
@@ -273,32 +268,34 @@ class DartAdapter:
                     candidates = [r for r in extra if r.correct]
                 if candidates:
                     seed = derive_seed(config.seed, example.key, "select", t)
-                    index, policy = select_continuation([r.completion for r in candidates], config.selection, seed)
+                    index, selection = select_continuation([r.completion for r in candidates], config.selection, seed)
                     chosen = candidates[index]
-                    out["dart_selection"] = policy
                     break
             if chosen is not None:
                 prefix = prefix_text(example, chosen.prefix_index)
-                out.update(
-                    dart_action=Action.EXPLORE.value,
-                    dart_solution=prefix + chosen.completion.text,
-                    dart_student_start=len(prefix),
-                )
+                action, solution, student_start = Action.EXPLORE, prefix + chosen.completion.text, len(prefix)
             else:
-                out["dart_action"] = Action.FALLBACK.value
+                action = Action.FALLBACK
                 if config.fallback == "drop":
-                    out["dart_solution"] = ""
+                    solution = ""
         # after any top-ups: what was drawn, and what it cost
-        out["dart_step_success"] = success_rates(sim, n_prefixes)
-        out["dart_step_samples"] = [len(sim[t]) for t in range(n_prefixes)]
         judged = [(r, PHASE_SIM, j) for t in range(n_prefixes) for j, r in enumerate(sim[t])]
         judged += [(r, PHASE_EXPLORE, j) for extra in explored for j, r in enumerate(extra)]
-        out["dart_tokens_generated"] = sum(r.completion.num_tokens for r, _, _ in judged)
-        out["dart_rollout_endings"] = _endings(r for r, _, _ in judged)
-        out["dart_rollouts"] = _rollout_column(judged if config.keep_rollouts else [], chosen)
-        out["prompt"] = example.context
-        out["completion"] = [{"role": "assistant", "content": out["dart_solution"]}]
-        return out
+        return output_row(
+            example.context,
+            example.steps,
+            solution,
+            example.gold,
+            action=action,
+            gap_step=-1 if gap is None else gap,
+            student_start=student_start,
+            selection=selection,
+            step_success=success_rates(sim, n_prefixes),
+            step_samples=[len(sim[t]) for t in range(n_prefixes)],
+            judged=judged,
+            keep_rollouts=config.keep_rollouts,
+            chosen=chosen,
+        )
 
 
 @dataclass
@@ -327,177 +324,15 @@ def _is_backend(obj: Any) -> bool:
     )
 
 
-def _endings(rollouts: Any) -> dict[str, int]:
-    """Counts of `ROLLOUT_ENDINGS`; a finish reason a backend made up counts as "stop" (it ended on its own)."""
-    counts = dict.fromkeys(ROLLOUT_ENDINGS, 0)
-    for r in rollouts:
-        reason = r.completion.finish_reason
-        counts[reason if reason in counts else "stop"] += 1
-    return counts
-
-
-def _string_dtype() -> Any:
-    # numpy >= 2 keeps strings exactly (the fixed-width "U" dtype drops trailing NUL characters)
-    dtypes = getattr(np, "dtypes", None)
-    return dtypes.StringDType() if hasattr(dtypes, "StringDType") else str
-
-
-_ROLLOUT_DTYPES = {
-    "prefix_index": np.int64,
-    "phase": "string",
-    "sample": np.int64,
-    "text": "string",
-    "answer": "string",
-    "correct": np.bool_,
-    "tokens": np.int64,
-    "finish_reason": "string",
-    "logprob": np.float64,
-    "chosen": np.bool_,
-}
-
-
-def _rollout_column(drawn: Sequence[tuple[Rollout, str, int]], chosen: Optional[Rollout]) -> dict[str, Any]:
-    """The `dart_rollouts` value: one typed numpy array per field in `ROLLOUT_FIELDS`, equal lengths.
-
-    Column-wise on purpose: `datasets` infers a column's Arrow type from the first batch it writes,
-    and an empty Python list has no element type (it becomes `list<null>`, which no later batch can
-    widen). A typed numpy array keeps its type even when empty, so the column gets the same type
-    with `keep_rollouts` off, on error rows, and in any batch order.
-    """
-    values: dict[str, list] = {
-        "prefix_index": [r.prefix_index for r, _, _ in drawn],
-        "phase": [phase for _, phase, _ in drawn],
-        "sample": [j for _, _, j in drawn],
-        "text": [r.completion.text for r, _, _ in drawn],
-        "answer": [r.answer or "" for r, _, _ in drawn],
-        "correct": [bool(r.correct) for r, _, _ in drawn],
-        "tokens": [r.completion.num_tokens for r, _, _ in drawn],
-        "finish_reason": [r.completion.finish_reason for r, _, _ in drawn],
-        "logprob": [float("nan") if r.completion.logprob is None else r.completion.logprob for r, _, _ in drawn],
-        "chosen": [chosen is not None and r is chosen for r, _, _ in drawn],
-    }
-    string = _string_dtype()
-    return {
-        name: np.array(values[name], dtype=string if _ROLLOUT_DTYPES[name] == "string" else _ROLLOUT_DTYPES[name])
-        for name in ROLLOUT_FIELDS
-    }
-
-
-def rollout_records(value: Optional[Mapping[str, Sequence[Any]]]) -> list[dict[str, Any]]:
-    """A row's `dart_rollouts` (stored column-wise) as one dict per rollout, in the order they were drawn.
-
-    Accepts the value as `DartAdapter` returns it (numpy arrays) or as `datasets` reads it back
-    (lists); None or a missing column gives `[]`.
-    """
-    if value is None or len(value) == 0:
-        return []
-    columns = {name: [] if value.get(name) is None else list(value[name]) for name in ROLLOUT_FIELDS}
-    n = len(columns["text"])
-    if any(len(v) != n for v in columns.values()):
-        raise ValueError(f"dart_rollouts fields have different lengths: { {k: len(v) for k, v in columns.items()} }")
-    out = []
-    for i in range(n):
-        record = {name: columns[name][i] for name in ROLLOUT_FIELDS}
-        for name in ("prefix_index", "sample", "tokens"):
-            record[name] = int(record[name])
-        for name in ("phase", "text", "answer", "finish_reason"):
-            record[name] = str(record[name])
-        for name in ("correct", "chosen"):
-            record[name] = bool(record[name])
-        record["logprob"] = float("nan") if record["logprob"] is None else float(record["logprob"])
-        out.append(record)
-    return out
-
-
-def _check_judged(rollouts: dict[int, list[Rollout]], config: DartConfig) -> None:
+def _check_judged(rollouts: dict[int, list[Rollout]], verifier: Verifier) -> None:
     """A row whose every comparison timed out has no measured f: an error, not f = 0 everywhere."""
     judged = [r for rs in rollouts.values() for r in rs if r.answer is not None]
     if judged and all(r.timed_out for r in judged):
-        raise ExampleError(
-            f"every math-verify comparison timed out ({len(judged)} of {len(judged)}, "
-            f"over {config.verify_timeout:g} s each)"
-        )
-
-
-def _error_row(example: Optional[Example], row: Mapping[str, Any], config: DartConfig, reason: str) -> dict[str, Any]:
-    """Same columns and types as a good row (datasets fixes column types from the first batch)."""
-    if example is not None:
-        steps, context, solution, gold = list(example.steps), example.context, example.solution, example.gold
-    else:
-        problem = row.get(config.problem_column)
-        solution = row.get(config.solution_column)
-        context = [{"role": "user", "content": problem if isinstance(problem, str) else ""}]
-        solution = solution if isinstance(solution, str) else ""
-        steps, gold = [solution], ""
-    return {
-        "dart_steps": steps,
-        "dart_step_success": [float("nan")] * (len(steps) + 1),
-        "dart_step_samples": [0] * (len(steps) + 1),
-        "dart_gap_step": -1,
-        "dart_action": Action.ERROR.value,
-        "dart_solution": solution,
-        "dart_student_start": -1,
-        "dart_answer": gold,
-        "dart_tokens_generated": 0,
-        "dart_selection": "",
-        "dart_error": reason,
-        "dart_rollout_endings": dict.fromkeys(ROLLOUT_ENDINGS, 0),
-        "dart_rollouts": _rollout_column([], None),
-        "prompt": context,
-        "completion": [{"role": "assistant", "content": solution}],
-    }
-
-
-def _rows(batch: Mapping[str, Any], config: DartConfig, declared: Optional[bool]) -> tuple[list[dict[str, Any]], bool]:
-    """Rows of a batch, or the single row of an unbatched call, and which of the two it was."""
-    known = (config.problem_column, config.solution_column, config.messages_column)
-    if not any(column in batch for column in known):
-        raise KeyError(
-            f"batch has none of the columns '{config.problem_column}', '{config.solution_column}', "
-            f"'{config.messages_column}' (got {sorted(batch)}); set them in DartConfig"
-        )
-    if not _is_batch(batch, config, declared):
-        return [dict(batch)], False
-    keys = list(batch.keys())
-    n = len(batch[keys[0]])
-    return [{k: batch[k][i] for k in keys} for i in range(n)], True
-
-
-def _is_batch(batch: Mapping[str, Any], config: DartConfig, declared: Optional[bool]) -> bool:
-    """Is `batch` many rows (column -> list of values) or one row (column -> value)?
-
-    Values cannot tell: a row's `messages` is a list, a list-typed `problem` looks like a batch of
-    problems, and a batch of one looks like a row. So we ask the caller, never the data:
-    `Dataset.map` formats its input as a `LazyBatch` when called with `batched=True` and as a
-    `LazyRow` without; that container type *is* the map call's `batched` flag, for every batch size,
-    `num_proc` and column type. A plain dict (a `Dataset[a:b]` slice, `IterableDataset.map`, a
-    non-Python format, a direct call) carries no flag: `DartAdapter(batched=...)` says which, and only
-    when it is left None is the shape read: a batch is a dict whose every value is a list of one common
-    length >= 1 and whose conversations (if any) are lists, not chat turns. That last reading is a
-    guess for a row whose every column is a list of one length; such data must set `batched`.
-    """
-    from datasets.formatting.formatting import LazyBatch, LazyRow
-
-    if isinstance(batch, (LazyBatch, LazyRow)):
-        is_batch = isinstance(batch, LazyBatch)
-        if declared is not None and declared != is_batch:
-            given = "a batch (map(..., batched=True))" if is_batch else "a single row (map without batched=True)"
-            raise ValueError(
-                f"DartAdapter(batched={declared}) was given {given}: call dataset.map(adapter, batched={declared}) "
-                "or leave DartAdapter's batched=None"
-            )
-        return is_batch
-    values = list(batch.values())
-    columns_of_one_length = all(isinstance(v, (list, tuple)) for v in values) and len({len(v) for v in values}) == 1
-    if declared is not None:
-        if declared and not columns_of_one_length:
-            raise ValueError("DartAdapter(batched=True) was given a dict that is not columns of one length (a row?)")
-        return declared
-    if not columns_of_one_length or not values[0]:
-        return False
-    messages = batch.get(config.messages_column)
-    first_turn = next((m for m in messages if m is not None), None) if messages is not None else None
-    return not isinstance(first_turn, Mapping)
+        if isinstance(verifier, MathVerifier):
+            what, deadline = "math-verify comparison", f", over {verifier.timeout:g} s each"
+        else:
+            what, deadline = f"comparison by {type(verifier).__name__}", ""
+        raise ExampleError(f"every {what} timed out ({len(judged)} of {len(judged)}{deadline})")
 
 
 def _save_adapter_for_hashing(pickler: Any, obj: DartAdapter) -> None:

@@ -13,7 +13,8 @@ from .answers import extract_boxed
 from .backends.base import GenerationBackend
 from .config import DartConfig
 from .example import Example, ExampleError, parse_example
-from .simulation import SampleJob, run_jobs
+from .simulation import sample_from_scratch
+from .verification import Verifier, as_verifier
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -45,21 +46,20 @@ def evaluate_student(
     *,
     n_samples: int = 1,
     ks: tuple[int, ...] = (1,),
-    verifier: Any = None,
+    verifier: Optional[Verifier] = None,
     progress: bool = True,
     batch_problems: int = 64,
 ) -> dict[str, Any]:
     """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with math-verify.
 
-    `batch_problems` problems share one backend call (and the backend's batches).
+    `batch_problems` problems share one backend call (and the backend's batches). `verifier`: any
+    [`Verifier`][dart_hf.verification.Verifier]; None: math-verify with `config.verify_timeout`.
 
     Returns `accuracy` (mean correct fraction over all samples), `pass@k` for each k, counts, cost and
     per-row results. Rows that cannot be read are counted in `errors`, not scored.
     """
-    from .verification import MathVerifier
-
     config = config or DartConfig()
-    verifier = verifier or MathVerifier(timeout=config.verify_timeout)
+    verifier = as_verifier(verifier, config.verify_timeout)
     per_row: list[dict[str, Any]] = []
     readable: list[tuple[int, Example]] = []
     for i, row in enumerate(dataset):
@@ -75,8 +75,8 @@ def evaluate_student(
     # so the grouping does not change them.
     for first in range(0, len(readable), batch_problems):
         group = readable[first : first + batch_problems]
-        work = [(example, SampleJob(0, n_samples, "eval")) for _, example in group]
-        for (i, _), rollouts in zip(group, run_jobs(work, backend, verifier, config)):
+        drawn = sample_from_scratch([e for _, e in group], n_samples, "eval", backend, verifier, config)
+        for (i, _), rollouts in zip(group, drawn):
             if isinstance(rollouts, BaseException):  # a request that failed (HTTP backends): not scored
                 errors += 1
                 per_row[i] = {"correct": None, "error": f"{type(rollouts).__name__}: {rollouts}"}

@@ -95,6 +95,18 @@ ROLLOUT_FIELDS = tuple(ROLLOUT_FEATURES)
 
 #: The columns `DartAdapter` adds to every row, in order, with the Arrow types `datasets` gives them
 #: (`prompt` / `completion` as for plain `role` + `content` messages).
+#:
+#: `dart_error` is `""` on good rows, not None, and stays so: `dataset.map(adapter, batched=True)`
+#: is called without `features=` (by users, `resumable.adapt_in_chunks`, the recipes, the study),
+#: so `datasets` (5.2) types each new column from the first batch it writes, and a first batch of
+#: good rows would make `dart_error` a `null` column; the first error row after it then stops the
+#: whole map ("Couldn't write column 'dart_error': its type in this file is null"). The same holds
+#: for an unbatched map once more than `writer_batch_size` good rows come first, and for
+#: `Dataset.from_generator` over `IterableDataset.map`; a map function cannot return Arrow arrays to
+#: type the column itself. An all-good chunk of a resumable run would also differ in type from the
+#: others (concatenation happens to align null with string, but the chunks' types would not match).
+#: Only a map that passes `features=` with these types writes None safely; the adapter cannot count
+#: on that, so `""` means "no error" (tested: tests/test_rows_and_inputs.py).
 OUTPUT_FEATURES = Features(
     {
         "dart_steps": List(Value("string")),

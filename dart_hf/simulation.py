@@ -15,15 +15,19 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed, derive_seed
 from .config import DartConfig
+from .errors import RunError
 from .example import Example, ExampleError
 from .gap import certify_gap, find_gap
 from .prompts import prefix_text, render_prompt
 from .schema import PHASE_SIM
+
+if TYPE_CHECKING:
+    from .verification import Verifier
 
 
 @dataclass
@@ -72,8 +76,8 @@ def _request(example: Example, job: SampleJob, backend: GenerationBackend, confi
 
 
 def run_jobs(
-    work: Sequence[tuple[Example, SampleJob]], backend: GenerationBackend, verifier: Any, config: DartConfig
-) -> list[list[Rollout] | BaseException]:
+    work: Sequence[tuple[Example, SampleJob]], backend: GenerationBackend, verifier: Verifier, config: DartConfig
+) -> list[Union[list[Rollout], BaseException]]:
     """Sample every job in one backend call (jobs of many examples batch together) and judge the answers.
 
     Seeds derive from (config seed, example content, phase, prefix, sample index), never from what
@@ -104,7 +108,11 @@ def run_jobs(
         ]
         for i in kept
     }
-    verdicts = iter(verifier.judge_many([(work[i][0].gold, a) for i in kept for a in answers[i]]))
+    pairs = [(work[i][0].gold, a) for i in kept for a in answers[i]]
+    given = list(verifier.judge_many(pairs))
+    if len(given) != len(pairs):  # a broken verifier would fail every row alike: stop the run instead
+        raise RunError(f"{type(verifier).__name__}.judge_many returned {len(given)} verdicts for {len(pairs)} answers")
+    verdicts = iter(given)
     judged: dict[int, list[Rollout]] = {
         i: [Rollout(work[i][1].t, c, a, *next(verdicts)) for c, a in zip(outputs[i], answers[i])] for i in kept
     }
@@ -117,7 +125,7 @@ def rollout(
     n: int,
     phase: str,
     backend: GenerationBackend,
-    verifier: Any,
+    verifier: Verifier,
     config: DartConfig,
 ) -> dict[int, list[Rollout]]:
     """`n` judged rollouts after each prefix of one example, in one backend call."""
@@ -127,6 +135,27 @@ def rollout(
         if isinstance(result, BaseException):
             raise result
     return dict(zip(prefix_indices, results))  # type: ignore[arg-type]
+
+
+def sample_from_scratch(
+    examples: Sequence[Optional[Example]],
+    n: int,
+    phase: str,
+    backend: GenerationBackend,
+    verifier: Verifier,
+    config: DartConfig,
+    first: int = 0,
+) -> list[Union[list[Rollout], BaseException, None]]:
+    """`n` judged samples per example from its bare prompt (prefix t = 0), all in one backend call.
+
+    Samples `first`..`first + n - 1` of the example's `phase` stream, so baselines and evaluation
+    draw apart from DART's own streams and a later call can extend an earlier one. A None example
+    (an unreadable row) gets None; a request that failed on its own (HTTP backends) gets its
+    exception, for the caller to count as it sees fit.
+    """
+    work = [(e, SampleJob(0, n, phase, first)) for e in examples if e is not None]
+    got = iter(run_jobs(work, backend, verifier, config))
+    return [None if e is None else next(got) for e in examples]
 
 
 SimulationPlan = Generator[list[SampleJob], list[list[Rollout]], tuple[dict[int, list[Rollout]], Optional[int]]]

@@ -24,7 +24,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Protocol, runtime_checkable
 
 from .errors import RunError
 
@@ -49,6 +49,81 @@ class GoldCheck(NamedTuple):
 
     reason: Optional[str]
     timed_out: bool = False
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """The judge of final answers: what `DartAdapter(..., verifier=...)` and `evaluate_student` call.
+
+    [`MathVerifier`][dart_hf.verification.MathVerifier] (math-verify) is the default. Another judge
+    (exact match, a unit-aware checker, a code runner) needs only these two methods; it must pickle
+    for `map(num_proc=...)`. An optional `fingerprint` string attribute names its settings for
+    `datasets` caching; without it the verifier is hashed by pickling, as `datasets` hashes
+    transforms (see [`verifier_fingerprint`][dart_hf.verification.verifier_fingerprint]).
+    """
+
+    def judge_many(self, pairs: Sequence[tuple[str, Optional[str]]]) -> Sequence[tuple[bool, bool]]:
+        """One `(correct, timed_out)` pair (e.g. a `Verdict`) per `(gold, predicted)` pair, in order.
+
+        `predicted` is None when no final answer was found. `timed_out` means "no verdict"
+        (counted as not correct, reported in `dart_verify_timeouts`).
+        """
+        ...
+
+    def inspect_gold(self, gold: str) -> tuple[Optional[str], bool]:
+        """`(reason, timed_out)` (e.g. a `GoldCheck`): reason is None when `gold` can be judged against.
+
+        A row whose gold cannot be judged becomes an error row with `reason`, instead of an
+        adaptation to f = 0 everywhere.
+        """
+        ...
+
+
+_VERIFIER_METHODS = ("judge_many", "inspect_gold")
+
+
+def as_verifier(verifier: Any, timeout: float) -> Verifier:
+    """`verifier`, checked; None gives the default `MathVerifier(timeout)`.
+
+    Checked up front so that a wrong object fails at construction with a clear message, not as
+    every row's error once sampling has started.
+    """
+    if verifier is None:
+        return MathVerifier(timeout=timeout)
+    missing = [name for name in _VERIFIER_METHODS if not callable(getattr(verifier, name, None))]
+    if missing:
+        raise TypeError(
+            f"verifier must implement dart_hf.verification.Verifier (methods {', '.join(_VERIFIER_METHODS)}); "
+            f"{type(verifier).__name__} has no {' or '.join(missing)}"
+        )
+    return verifier
+
+
+def verifier_fingerprint(verifier: Verifier, timeout: float) -> Optional[str]:
+    """The verifier's part of a cache key; None for the default (`MathVerifier` with `timeout`).
+
+    None keeps the fingerprints of adapters built before verifiers were pluggable. Others: their
+    `fingerprint` attribute when it is a string, else a hash of their pickled state (class and
+    settings), which `datasets` computes the same way for map functions.
+    """
+    if type(verifier) is MathVerifier:
+        return None if verifier.timeout == float(timeout) else f"math-verify:timeout={verifier.timeout!r}"
+    name = f"{type(verifier).__module__}.{type(verifier).__qualname__}"
+    own = getattr(verifier, "fingerprint", None)
+    if isinstance(own, str):
+        return f"{name}:{own}"
+    from datasets.fingerprint import Hasher
+
+    try:
+        return f"{name}:{Hasher.hash(verifier)}"
+    except Exception as err:  # noqa: BLE001 - unpicklable: the class name is the best identity left
+        logger.warning(
+            "cannot hash verifier %s (%s: %s); caches will not tell its settings apart: give it a `fingerprint` string",
+            name,
+            type(err).__name__,
+            err,
+        )
+        return name
 
 
 class _Timeout(Exception):

@@ -288,3 +288,109 @@ def test_a_request_that_failed_alone_fails_its_row_and_the_others_keep_their_rol
     assert out["dart_action"] == ["explore", "error", "error", "error", "explore"]
     assert "prompt refused" in out["dart_error"][2]
     assert len(backend.calls) == 3 * 4  # rows 0, 2, 4 asked once for their 4 prefixes; nothing asked again
+
+
+# ------------------------------------------------------------------ another judge: DartAdapter(..., verifier=...)
+class ExactMatch:
+    """Judges by exact string equality: "42.0" is not "42" (math-verify says it is)."""
+
+    def judge_many(self, pairs):
+        from dart_hf.verification import Verdict
+
+        return [Verdict(pred is not None and pred.strip() == gold.strip()) for gold, pred in pairs]
+
+    def inspect_gold(self, gold):
+        from dart_hf.verification import GoldCheck
+
+        return GoldCheck("LaTeX gold: exact match would miss equal answers" if "\\" in gold else None)
+
+
+def test_a_custom_verifier_decides_what_the_adapter_counts_as_correct():
+    row = {"problem": "What is 6*7?", "solution": expert(3), "answer": "42.0"}  # the student writes 42
+    config = DartConfig(prompt_template=TEMPLATE, n_explore=3)
+    by_math = DartAdapter(ScriptedBackend(sim=SIM), config, progress=False)(row)
+    assert by_math["dart_step_success"] == [1.0, 0.75, 0.0, 1.0] and by_math["dart_action"] == "explore"
+    by_string = DartAdapter(ScriptedBackend(sim=SIM), config, progress=False, verifier=ExactMatch())(row)
+    assert by_string["dart_step_success"] == [0.0, 0.0, 0.0, 0.0] and by_string["dart_action"] == "imitate"
+    latex = DartAdapter(ScriptedBackend(sim=SIM), config, progress=False, verifier=ExactMatch())(
+        dict(row, answer="\\frac{84}{2}")
+    )
+    assert latex["dart_action"] == "error" and latex["dart_error"] == "LaTeX gold: exact match would miss equal answers"
+    # through datasets, in worker processes too (the verifier is pickled with the adapter)
+    adapter = DartAdapter(ScriptedBackend(sim=SIM), config, progress=False, verifier=ExactMatch())
+    out = datasets.Dataset.from_list([row, dict(row, answer="42")]).map(
+        adapter, batched=True, batch_size=1, num_proc=2, load_from_cache_file=False
+    )
+    assert out["dart_action"] == ["imitate", "explore"]
+
+
+def test_the_verifier_is_part_of_the_cache_key():
+    from datasets.fingerprint import Hasher
+
+    from dart_hf.verification import MathVerifier
+
+    config = DartConfig(prompt_template=TEMPLATE)
+
+    def key(verifier=None):
+        return DartAdapter(ScriptedBackend(sim=SIM), config, progress=False, verifier=verifier).fingerprint
+
+    default = key()
+    assert key(MathVerifier(timeout=config.verify_timeout)) == default  # the default, said out loud
+    assert key(MathVerifier(timeout=config.verify_timeout + 1)) != default
+    assert key(ExactMatch()) == key(ExactMatch()) != default
+
+    class Named(ExactMatch):
+        def __init__(self, fingerprint):
+            self.fingerprint = fingerprint
+
+    assert key(Named("a")) == key(Named("a")) != key(Named("b"))
+    with_exact = DartAdapter(ScriptedBackend(sim=SIM), config, progress=False, verifier=ExactMatch())
+    assert Hasher.hash(with_exact) != Hasher.hash(DartAdapter(ScriptedBackend(sim=SIM), config, progress=False))
+
+
+def test_an_object_that_is_not_a_verifier_is_refused_at_once():
+    from dart_hf.evaluation import evaluate_student
+    from dart_hf.verification import MathVerifier, Verifier
+
+    with pytest.raises(TypeError, match=r"verifier must implement dart_hf\.verification\.Verifier .*object has no"):
+        DartAdapter(ScriptedBackend(sim=SIM), verifier=object())
+
+    class OnlyJudges:
+        def judge_many(self, pairs):
+            return []
+
+    with pytest.raises(TypeError, match="OnlyJudges has no inspect_gold$"):
+        DartAdapter(ScriptedBackend(sim=SIM), verifier=OnlyJudges())
+    with pytest.raises(TypeError, match="OnlyJudges has no inspect_gold$"):
+        evaluate_student(ScriptedBackend(sim=SIM), _dataset(), verifier=OnlyJudges(), progress=False)
+    assert isinstance(MathVerifier(), Verifier) and isinstance(ExactMatch(), Verifier)
+    assert not isinstance(OnlyJudges(), Verifier)
+
+
+def test_a_verifier_that_loses_verdicts_stops_the_run():
+    from dart_hf.errors import RunError
+
+    class Lossy(ExactMatch):
+        def judge_many(self, pairs):
+            return super().judge_many(pairs)[1:]
+
+    adapter = DartAdapter(
+        ScriptedBackend(sim=SIM), DartConfig(prompt_template=TEMPLATE), progress=False, verifier=Lossy()
+    )
+    with pytest.raises(RunError, match=r"Lossy\.judge_many returned \d+ verdicts for \d+ answers"):
+        _dataset().map(adapter, batched=True, load_from_cache_file=False)
+
+
+def test_a_custom_verifier_that_always_times_out_makes_error_rows():
+    class Slow(ExactMatch):
+        def judge_many(self, pairs):
+            from dart_hf.verification import Verdict
+
+            return [Verdict(False, pred is not None) for _, pred in pairs]  # no answer: nothing to time out
+
+    out = DartAdapter(ScriptedBackend(sim=SIM), DartConfig(prompt_template=TEMPLATE), progress=False, verifier=Slow())(
+        {"problem": "What is 6*7?", "solution": expert(3), "answer": "42"}
+    )
+    assert out["dart_action"] == "error"
+    assert out["dart_error"] == "every comparison by Slow timed out (15 of 15)"  # every rollout with an answer
+    assert out["dart_verify_timeouts"] == 15

@@ -55,3 +55,65 @@ def test_grouping_problems_into_backend_calls_does_not_change_the_scores():
     assert backend_calls == [4, 2]
     assert [r["correct"] for r in one["rows"]] == [r["correct"] for r in grouped["rows"]]
     assert one["accuracy"] > 0.5  # the planted-gap student solves most plain problems
+
+
+def test_evaluate_student_takes_another_verifier():
+    import datasets
+
+    from dart_hf import DartConfig
+    from dart_hf.verification import GoldCheck, Verdict
+
+    class ExactMatch:
+        def judge_many(self, pairs):
+            return [Verdict(pred == gold) for gold, pred in pairs]
+
+        def inspect_gold(self, gold):
+            return GoldCheck(None)
+
+    ds = datasets.Dataset.from_dict({"problem": ["p1", "p2"], "solution": [None, None], "answer": ["42", "42.0"]})
+    config = DartConfig(prompt_template=TEMPLATE)
+    backend = ScriptedBackend(sim={0: [True, True]}, n_sim=2)
+    by_math = evaluate_student(backend, ds, config, n_samples=2, progress=False)
+    by_string = evaluate_student(backend, ds, config, n_samples=2, progress=False, verifier=ExactMatch())
+    assert [r["correct"] for r in by_math["rows"]] == [2, 2]
+    assert [r["correct"] for r in by_string["rows"]] == [2, 0]  # "42" is not the string "42.0"
+
+
+def test_evaluation_and_the_study_baselines_sample_from_scratch_through_one_helper():
+    """Same jobs (prefix 0, the phase's own seed stream), and a failed request is the caller's to count."""
+    from dart_hf import DartConfig
+    from dart_hf.backends.base import RequestsFailed, derive_seed
+    from dart_hf.example import parse_example
+    from dart_hf.simulation import sample_from_scratch
+    from dart_hf.study import conditions
+    from dart_hf.verification import Verdict
+
+    class Judge:
+        def judge_many(self, pairs):
+            return [Verdict(pred == gold) for gold, pred in pairs]
+
+        def inspect_gold(self, gold):
+            return None, False
+
+    class Refuses40(ScriptedBackend):
+        def generate(self, requests):
+            self.requests = list(requests)
+            out = super().generate(requests)
+            bad = {i: RuntimeError("HTTP 400") for i, r in enumerate(requests) if r.prompt.startswith("What is 40")}
+            if bad:
+                raise RequestsFailed([None if i in bad else o for i, o in enumerate(out)], bad)
+            return out
+
+    config = DartConfig(prompt_template=TEMPLATE, seed=7)
+    rows = [{"problem": p, "solution": "x \\boxed{42}", "answer": "42"} for p in ("What is 6*7?", "What is 40+2?")]
+    examples = [parse_example(rows[0], config), None, parse_example(rows[1], config)]
+    backend = Refuses40(sim={0: [True, False, True, True]})
+    got = sample_from_scratch(examples, 2, "eval", backend, Judge(), config)
+    assert [r.correct for r in got[0]] == [True, False] and got[1] is None and isinstance(got[2], RuntimeError)
+    expected = [derive_seed(7, e.key, "eval", 0) for e in (examples[0], examples[2])]
+    assert [(r.seed, r.first_sample, r.tag) for r in backend.requests] == [(s, 0, "eval") for s in expected]
+
+    more = conditions.sample_from_scratch(examples, 2, backend, Judge(), config, first=2)
+    assert [[r.correct for r in drawn] for drawn in more] == [[True, True], [], []]
+    expected = [derive_seed(7, e.key, conditions.SCRATCH_PHASE, 0) for e in (examples[0], examples[2])]
+    assert [(r.seed, r.first_sample, r.tag) for r in backend.requests] == [(s, 2, "scratch") for s in expected]

@@ -130,21 +130,23 @@ def test_error_rows_have_the_same_fields():
 
 
 def test_unknown_finish_reasons_count_as_stop():
-    from dart_hf.adapter import _endings
     from dart_hf.backends.base import Completion
+    from dart_hf.rollouts import count_endings
     from dart_hf.simulation import Rollout
 
-    got = _endings([Rollout(0, Completion("x", 1, finish_reason=r), None, False) for r in ("content_filter", "length")])
+    got = count_endings(
+        [Rollout(0, Completion("x", 1, finish_reason=r), None, False) for r in ("content_filter", "length")]
+    )
     assert got == {"answer": 0, "stop": 1, "length": 1}
 
 
 def test_texts_are_kept_exactly():
-    from dart_hf.adapter import _rollout_column
     from dart_hf.backends.base import Completion
+    from dart_hf.rollouts import rollout_column
     from dart_hf.simulation import Rollout
 
     texts = ["a\x00", "", "é\n  "]
-    column = _rollout_column(
+    column = rollout_column(
         [(Rollout(0, Completion(x, 1, None), None, False), "sim", j) for j, x in enumerate(texts)], None
     )
     stored = datasets.Dataset.from_list([{"r": column}])[0]["r"]

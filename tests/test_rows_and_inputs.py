@@ -263,3 +263,25 @@ def test_every_output_column_is_documented():
     readme = open(os.path.join(root, "README.md"), encoding="utf-8").read()
     for name in OUTPUT_COLUMNS:
         assert f"`{name}`" in transform and f"`{name}`" in readme, name
+
+
+# ------------------------------------------------------------------ dart_error is "" on good rows, not None
+def test_good_rows_first_then_an_error_row_in_a_later_batch():
+    """The reason `dart_error` is "" on good rows (see schema.OUTPUT_FEATURES): map is called without
+    `features=`, so the first batch written types the column; "" keeps it a string column."""
+    ds = datasets.Dataset.from_list([GOOD, GOOD, {"problem": "x", "solution": "", "answer": "42"}])
+    for batched in (True, False):
+        out = ds.map(adapter(), batched=batched, batch_size=1, writer_batch_size=1, load_from_cache_file=False)
+        assert out["dart_error"][:2] == ["", ""] and "empty expert solution" in out["dart_error"][2]
+        assert out.features["dart_error"] == datasets.Value("string")
+
+
+def test_none_in_a_first_batch_would_stop_the_map():
+    """What `datasets` does with None in a first batch: if this ever passes, None could replace ""."""
+
+    def as_none(batch):
+        return {"dart_error": [None if i == 0 else "reason" for i in batch["i"]]}
+
+    ds = datasets.Dataset.from_list([{"i": 0}, {"i": 1}])
+    with pytest.raises(TypeError, match="its type in this file is null"):
+        ds.map(as_none, batched=True, batch_size=1, writer_batch_size=1, load_from_cache_file=False)

@@ -21,7 +21,9 @@ from ..backends.base import GenerationBackend, derive_seed
 from ..config import DartConfig
 from ..example import Example, ExampleError, parse_example
 from ..selection import select_continuation
-from ..simulation import Rollout, SampleJob, run_jobs
+from ..simulation import Rollout
+from ..simulation import sample_from_scratch as _sample_from_scratch
+from ..verification import Verifier
 
 #: Phase name of the from-scratch samples the baselines draw (its own seed stream, apart from DART's).
 SCRATCH_PHASE = "scratch"
@@ -102,19 +104,16 @@ def sample_from_scratch(
     examples: list[Optional[Example]],
     n: int,
     backend: GenerationBackend,
-    verifier: Any,
+    verifier: Verifier,
     config: DartConfig,
     first: int = 0,
 ) -> list[list[Rollout]]:
-    """`n` judged samples per problem from the bare prompt (samples `first`..`first + n - 1` of its stream)."""
-    work = [(e, SampleJob(0, n, SCRATCH_PHASE, first)) for e in examples if e is not None]
-    got = iter(run_jobs(work, backend, verifier, config)) if work else iter(())
-    # a request that failed (HTTP backends) comes back as its exception: that problem has no samples
-    return [_as_samples(next(got)) if e is not None else [] for e in examples]
+    """`n` judged samples per problem from the bare prompt (samples `first`..`first + n - 1` of its stream).
 
-
-def _as_samples(result: Any) -> list[Rollout]:
-    return [] if isinstance(result, BaseException) else result
+    An unreadable problem, or one whose request failed (HTTP backends), has no samples.
+    """
+    drawn = _sample_from_scratch(examples, n, SCRATCH_PHASE, backend, verifier, config, first)
+    return [result if isinstance(result, list) else [] for result in drawn]
 
 
 def pass_rate_set(
