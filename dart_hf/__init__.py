@@ -4,6 +4,7 @@ from .adapter import DartAdapter, rollout_records
 from .backends.base import Completion, GenerationBackend, GenerationRequest
 from .config import DartConfig
 from .schema import OUTPUT_COLUMNS, Action, is_usable
+from .verification import Verifier
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,5 @@ __all__ = [
     "GenerationRequest",
     "is_usable",
     "rollout_records",
+    "Verifier",
 ]

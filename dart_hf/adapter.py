@@ -25,7 +25,7 @@ from .config import DartConfig
 from .errors import RunError
 from .example import Example, ExampleError, parse_example
 from .prompts import prefix_text
-from .rollouts import rollout_records  # noqa: F401  (re-exported: report.py and dart_hf import it from here)
+from .rollouts import rollout_records  # noqa: F401  (re-exported: dart_hf and older imports read it from here)
 from .rows import batch_rows, error_row, output_row
 from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS, is_usable: re-exported from here)
     OUTPUT_COLUMNS,

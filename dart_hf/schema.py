@@ -145,7 +145,7 @@ COLUMN_TYPES: dict[str, str] = {
     "dart_verify_timeouts": "int",
     "dart_selection": "str",
     "dart_error": "str",
-    "dart_rollout_endings": "struct",
+    "dart_rollout_endings": "struct {" + ", ".join(ROLLOUT_ENDINGS) + ": int}",
     "dart_rollouts": "struct of lists",
     "prompt": "list[message]",
     "completion": "list[message]",
@@ -163,21 +163,27 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
         "adaptive sampling, which still give the full grid's gap)"
     ),
     "dart_gap_step": "1-based index of the imitation gap (the first step the student cannot follow); -1 = none",
-    "dart_action": "`" + "`, `".join(ACTIONS[:-1]) + f"` or `{ACTIONS[-1]}` (see Statistics)",
-    "dart_solution": "the adapted solution (empty when the fallback policy dropped the row)",
+    "dart_action": "what DART did with the row: `" + "`, `".join(ACTIONS[:-1]) + f"` or `{ACTIONS[-1]}`",
+    "dart_solution": (
+        "the adapted solution: expert prefix + student text for `explore`, the expert's for `imitate` and a kept "
+        "`fallback`, empty when the fallback dropped the row"
+    ),
     "dart_student_start": "character offset in `dart_solution` where the student's own text starts; -1 = all expert text",
     "dart_answer": "the gold answer the rollouts were verified against",
     "dart_tokens_generated": "tokens the student generated for this row (simulation + exploration)",
-    "dart_seconds": "wall time spent on this row, in seconds",
+    "dart_seconds": (
+        "seconds: the row's own time plus its share, by generated tokens, of each batched round it took part in "
+        "(the only column that differs between identical runs)"
+    ),
     "dart_verify_timeouts": (
         "answer comparisons math-verify did not finish in time (counted as not correct; a row whose every "
         "comparison, or its gold's own check, timed out is an error)"
     ),
-    "dart_selection": "policy that chose the student continuation (explore rows only)",
-    "dart_error": "why the row could not be adapted (error rows only)",
+    "dart_selection": "policy that chose the student continuation; empty when none was chosen",
+    "dart_error": "why the row could not be adapted; empty on adapted rows",
     "dart_rollout_endings": (
         "how the row's rollouts ended: `answer` (after the final `\\boxed{}`), `stop` (end-of-sequence), "
-        "`length` (hit `max_new_tokens`)"
+        "`length` (hit `max_new_tokens`); zeros on error rows"
     ),
     "dart_rollouts": (
         "every judged student continuation (" + ", ".join(ROLLOUT_FIELDS) + "), one entry per rollout; "
@@ -186,6 +192,14 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "prompt": "chat prompt: the problem with the instruction the student saw",
     "completion": "assistant turn holding `dart_solution`: what SFT trains on",
 }
+
+
+def columns_markdown() -> str:
+    """The output-column table as Markdown: docs/transform.md holds exactly this (a test keeps them equal)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {COLUMN_TYPES[name]} | {COLUMN_DESCRIPTIONS[name]} |" for name in OUTPUT_COLUMNS]
+    return "\n".join(lines)
+
 
 # ---------------------------------------------------------------------------------------------- the paper
 PAPER_TITLE = "Beyond Templates: Dynamic Adaptation of Reasoning Demonstrations via Feasibility-Aware Exploration"

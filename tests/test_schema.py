@@ -1,6 +1,7 @@
 """The output contract lives in one place (dart_hf.schema) and matches what the adapter writes."""
 
 import math
+from pathlib import Path
 
 import datasets
 
@@ -58,3 +59,10 @@ def test_number_and_duration_formatting():
         "12.5 min (750 s)",
         "3.2 h (11,520 s)",
     ]
+
+
+def test_the_docs_column_table_is_the_schema():
+    """docs/transform.md shows the columns exactly as `schema.py` declares them (one place to change them)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "transform.md").read_text(encoding="utf-8")
+    assert schema.columns_markdown() in page
+    assert schema.columns_markdown().count("\n") == len(schema.OUTPUT_COLUMNS) + 1
