@@ -62,7 +62,8 @@ def test_number_and_duration_formatting():
 
 
 def test_the_docs_column_table_is_the_schema():
-    """docs/transform.md shows the columns exactly as `schema.py` declares them (one place to change them)."""
-    page = (Path(__file__).resolve().parent.parent / "docs" / "transform.md").read_text(encoding="utf-8")
-    assert schema.columns_markdown() in page
+    """The README and docs/transform.md show the columns exactly as `schema.py` declares them (one place to edit)."""
+    root = Path(__file__).resolve().parent.parent
+    for page in (root / "README.md", root / "docs" / "transform.md"):
+        assert schema.columns_markdown() in page.read_text(encoding="utf-8"), page.name
     assert schema.columns_markdown().count("\n") == len(schema.OUTPUT_COLUMNS) + 1
