@@ -121,3 +121,39 @@ def test_default_demo_shows_dart_acting_on_planted_gaps(tmp_path):
             assert "×" not in row["dart_solution"][start:]
     html = (out / "report.html").read_text()
     assert "<details class='rollouts'" in html
+
+
+def test_readme_train_and_evaluate_after_the_demo(tmp_path):
+    """The README's next steps: train the shipped student on the demo's output with the planted-gap config, evaluate it."""
+    out = tmp_path / "demo"
+    run_cli("demo", "--out", str(out), "--n", "6")
+    trained = tmp_path / "trained"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    train = [sys.executable, "recipes/train.py", "--config", "recipes/planted_gap/dart/config_train.yaml"]
+    overrides = ["--dataset_name", str(out / "dataset.parquet"), "--output_dir", str(trained), "--disable_tqdm", "true"]
+    proc = subprocess.run(train + overrides, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((trained / "trainer_state.json").read_text())
+    assert state["global_step"] >= 1 and any("explore_loss" in entry for entry in state["log_history"])
+    card = (trained / "README.md").read_text()
+    assert "DART" in card and "`n_sim`" in card  # the trainer's own card, with the demo's settings from stats.json
+
+    result_file = tmp_path / "eval.json"
+    proc = run_cli(
+        "evaluate",
+        "--model",
+        str(trained),
+        "--dataset_name",
+        "planted_gap",
+        "--max_samples",
+        "8",
+        "--n_samples",
+        "2",
+        "--ks",
+        "1",
+        "2",
+        "--output_file",
+        str(result_file),
+    )
+    result = json.loads(result_file.read_text())
+    assert result["n_scored"] == 8 and 0.0 <= result["pass@1"] <= result["pass@2"] <= 1.0
