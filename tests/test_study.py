@@ -180,3 +180,15 @@ def test_study_help_lists_the_config_fields():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--n_train" in proc.stdout and "--pass_rate_band" in proc.stdout and "95% intervals" in proc.stdout
+
+
+def test_study_cli_broken_yaml_is_one_line_and_exit_2(tmp_path):
+    """Like every other command (scripts/_common.parse): a YAML syntax error is bad input, not a traceback."""
+    config = tmp_path / "broken.yaml"
+    config.write_text("conditions: [static\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "study", "--config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert "dart-hf study: error:" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
+from ..errors import UsageError, one_line
 from ..study import StudyConfig
+from ._common import parse, run
 
 
 def make_parser(subparsers: Optional[argparse._SubParsersAction] = None, prog: Optional[str] = None):
@@ -36,20 +38,18 @@ def main(config: StudyConfig) -> dict:
 
 
 def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf study") -> int:
-    """Parse, run, and turn bad input into one line on stderr with exit status 2."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = make_parser(prog=prog)
-    try:
-        (config,) = parser.parse_args_and_config(list(argv) if argv is not None else None)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        main(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    """Parse, run, and turn bad input into one line on stderr (exit 2; a `RunError` exits 1), as every command does."""
+
+    def study() -> dict:
+        (config,) = parse(make_parser(prog=prog), argv)
+        try:
+            return main(config)
+        except UsageError:
+            raise
+        except ValueError as err:  # a task the study cannot use (e.g. too few problems): the user's to fix
+            raise UsageError(one_line(err)) from err
+
+    return run(prog, study, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":  # pragma: no cover
