@@ -9,7 +9,7 @@ from .verification import Verifier
 __version__ = "0.1.0"
 
 # TRL is heavy to import: the trainer names load on first access.
-_LAZY = {"DartTrainer": ".trainer", "DartDataCollator": ".trainer", "DartSFTConfig": ".sft_config"}
+_LAZY = {"DartTrainer": ".trainer", "DartDataCollator": ".provenance", "DartSFTConfig": ".sft_config"}
 
 
 def __getattr__(name: str):

@@ -27,7 +27,7 @@ from transformers import PreTrainedTokenizerBase, ProcessorMixin, TrainingArgume
 from trl import SFTTrainer, pack_dataset
 
 from .cards import adapt_config_for, model_card
-from .provenance import (  # noqa: F401  (explore_mask_for_example, DartDataCollator: re-exported from here)
+from .provenance import (
     EXPLORE_MASK_COLUMN,
     STUDENT_START_COLUMN,
     TRAIN_COLUMNS,
@@ -35,7 +35,6 @@ from .provenance import (  # noqa: F401  (explore_mask_for_example, DartDataColl
     add_explore_mask,
     align_explore_mask,
     column_names,
-    explore_mask_for_example,
 )
 from .schema import PAPER_ARXIV_ID, PAPER_CITATION, PAPER_TITLE, is_usable
 from .sft_config import DartSFTConfig

@@ -15,8 +15,9 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config
 
+from dart_hf.provenance import DartDataCollator, explore_mask_for_example
 from dart_hf.sft_config import DartSFTConfig
-from dart_hf.trainer import DartDataCollator, DartTrainer, explore_mask_for_example
+from dart_hf.trainer import DartTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERT = "We add the numbers {i} and 3 (café ≥ 0).\n\n"  # non-ASCII: offsets are characters, not bytes
