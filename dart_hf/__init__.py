@@ -1,8 +1,9 @@
 """dart_hf: adapt expert reasoning datasets to a small student model (DART, arXiv 2505.20700)."""
 
-from .adapter import DartAdapter, rollout_records
+from .adapter import DartAdapter
 from .backends.base import Completion, GenerationBackend, GenerationRequest
 from .config import DartConfig
+from .rollouts import rollout_records
 from .schema import OUTPUT_COLUMNS, Action, is_usable
 from .verification import Verifier
 

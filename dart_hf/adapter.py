@@ -25,14 +25,11 @@ from .config import DartConfig
 from .errors import RunError
 from .example import Example, ExampleError, parse_example
 from .prompts import prefix_text
-from .rollouts import rollout_records  # noqa: F401  (re-exported: dart_hf and older imports read it from here)
 from .rows import batch_rows, error_row, output_row
-from .schema import (  # noqa: F401  (OUTPUT_COLUMNS, ROLLOUT_*, USABLE_ACTIONS, is_usable: re-exported from here)
+from .schema import (  # noqa: F401  (USABLE_ACTIONS, is_usable: re-exported, as defined here before schema.py)
     OUTPUT_COLUMNS,
     PHASE_EXPLORE,
     PHASE_SIM,
-    ROLLOUT_ENDINGS,
-    ROLLOUT_FIELDS,
     USABLE_ACTIONS,
     Action,
     is_usable,

@@ -119,24 +119,6 @@ def run_jobs(
     return [judged[i] if i in judged else errors[i] for i in range(len(work))]
 
 
-def rollout(
-    example: Example,
-    prefix_indices: Sequence[int],
-    n: int,
-    phase: str,
-    backend: GenerationBackend,
-    verifier: Verifier,
-    config: DartConfig,
-) -> dict[int, list[Rollout]]:
-    """`n` judged rollouts after each prefix of one example, in one backend call."""
-    jobs = [SampleJob(t, n, phase) for t in prefix_indices]
-    results = run_jobs([(example, job) for job in jobs], backend, verifier, config)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return dict(zip(prefix_indices, results))  # type: ignore[arg-type]
-
-
 def sample_from_scratch(
     examples: Sequence[Optional[Example]],
     n: int,

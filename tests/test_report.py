@@ -296,7 +296,7 @@ def test_report_warns_when_the_student_never_succeeds(tmp_path):
 
 # ------------------------------------------------------------------------------------------ rollouts
 def _rollouts(records):
-    from dart_hf.adapter import ROLLOUT_FIELDS
+    from dart_hf.schema import ROLLOUT_FIELDS
 
     return {name: [r[name] for r in records] for name in ROLLOUT_FIELDS}
 

@@ -6,7 +6,7 @@ import datasets
 import pytest
 
 from dart_hf import DartAdapter, DartConfig, rollout_records
-from dart_hf.adapter import ROLLOUT_ENDINGS, ROLLOUT_FIELDS
+from dart_hf.schema import ROLLOUT_ENDINGS, ROLLOUT_FIELDS
 
 from scripted import TEMPLATE, ScriptedBackend, expert
 

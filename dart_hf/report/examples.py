@@ -88,7 +88,7 @@ def _rollouts(row: Mapping[str, Any]) -> dict[str, Any] | None:
     None when there is nothing to say (an error row without attempts); `kept` is False when the
     attempts were not stored, so the page can say how to keep them.
     """
-    from ..adapter import rollout_records
+    from ..rollouts import rollout_records
 
     records = rollout_records(row.get("dart_rollouts"))
     if not records:

@@ -45,7 +45,7 @@ def to_stepwise(dataset: Any, threshold: float = 0.5, *, include_rollouts: bool 
     """
     import datasets
 
-    from ..adapter import rollout_records
+    from ..rollouts import rollout_records
 
     extra = ("dart_step_samples", "dart_rollouts") if include_rollouts else ()
     cols: dict[str, list] = {"prompt": [], "completions": [], "labels": []}
