@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..formatting import MISSING, number
+from ..rollouts import rollout_records
 from ..schema import PHASE_SIM, Action
 from .rows import is_num, problem_text, step_scores
 
@@ -88,8 +89,6 @@ def _rollouts(row: Mapping[str, Any]) -> dict[str, Any] | None:
     None when there is nothing to say (an error row without attempts); `kept` is False when the
     attempts were not stored, so the page can say how to keep them.
     """
-    from ..adapter import rollout_records
-
     records = rollout_records(row.get("dart_rollouts"))
     if not records:
         return None if row.get("dart_action") == Action.ERROR else {"kept": False, "groups": []}
