@@ -13,10 +13,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..formatting import MISSING, number
+from ..formatting import MISSING, is_num, number
 from ..rollouts import rollout_records
 from ..schema import PHASE_SIM, Action
-from .rows import is_num, problem_text, step_scores
+from .rows import problem_text, step_scores
 
 #: Shown first to last: explore rows show what DART changes, error rows the least.
 EXAMPLE_ORDER = (Action.EXPLORE, Action.FALLBACK, Action.IMITATE, Action.ERROR)
