@@ -31,7 +31,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidat
 from huggingface_hub.utils import validate_repo_id
 
 from .formatting import compact, duration, is_num, markdown_cell, number, percent
-from .schema import (  # noqa: F401  (PAPER_URL, PAPER_REF: kept importable from here)
+from .schema import (
     ACTION_MEANINGS,
     ACTIONS,
     COLUMN_DESCRIPTIONS,
@@ -39,7 +39,6 @@ from .schema import (  # noqa: F401  (PAPER_URL, PAPER_REF: kept importable from
     OUTPUT_COLUMNS,
     PAPER_CITATION,
     PAPER_REF,
-    PAPER_URL,
     USABLE_RULE,
 )
 
