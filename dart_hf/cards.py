@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,8 +30,8 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, HfApi, Mod
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from .formatting import compact, duration, markdown_cell, number, percent
-from .schema import (  # noqa: F401  (PAPER_URL, PAPER_REF: kept importable from here)
+from .formatting import compact, duration, is_num, markdown_cell, number, percent
+from .schema import (
     ACTION_MEANINGS,
     ACTIONS,
     COLUMN_DESCRIPTIONS,
@@ -40,7 +39,6 @@ from .schema import (  # noqa: F401  (PAPER_URL, PAPER_REF: kept importable from
     OUTPUT_COLUMNS,
     PAPER_CITATION,
     PAPER_REF,
-    PAPER_URL,
     USABLE_RULE,
 )
 
@@ -295,7 +293,7 @@ def _eval_results_metadata(eval_results: Mapping[str, Any]) -> list[EvalResult]:
     for name, scores in eval_results.items():
         scores = scores if isinstance(scores, Mapping) else {"score": scores}
         for metric, value in scores.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            if is_num(value):
                 kind = dict(task_type="text-generation", dataset_type=name, dataset_name=name)
                 out.append(EvalResult(**kind, metric_type=metric, metric_value=value))
     return out

@@ -13,6 +13,11 @@ from typing import Any
 MISSING = "–"
 
 
+def is_num(x: Any) -> bool:
+    """A finite int or float (not a bool): a value that can be averaged or formatted as a number."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def number(value: Any, digits: int = 2) -> str:
     """`1,234` for ints (and for integral floats from 1000 up), `1,234.57` for other floats; `str` otherwise."""
     if value is None:
@@ -32,7 +37,7 @@ def number(value: Any, digits: int = 2) -> str:
 
 def duration(seconds: Any) -> str:
     """`42.0 s` under two minutes, `12.5 min (750 s)` under two hours, then `3.2 h (11,520 s)`."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+    if not is_num(seconds):
         return MISSING
     if seconds < 120:
         return f"{seconds:.1f} s"
@@ -43,7 +48,7 @@ def duration(seconds: Any) -> str:
 
 def percent(share: Any, digits: int = 1) -> str:
     """`40.0%` for a share of 0.4."""
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share):
+    if not is_num(share):
         return MISSING
     return f"{share:.{digits}%}"
 

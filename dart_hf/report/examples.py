@@ -13,9 +13,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..formatting import MISSING, number
+from ..formatting import MISSING, is_num, number
+from ..rollouts import rollout_records
 from ..schema import PHASE_SIM, Action
-from .rows import is_num, problem_text, step_scores
+from .rows import problem_text, step_scores
 
 #: Shown first to last: explore rows show what DART changes, error rows the least.
 EXAMPLE_ORDER = (Action.EXPLORE, Action.FALLBACK, Action.IMITATE, Action.ERROR)
@@ -88,8 +89,6 @@ def _rollouts(row: Mapping[str, Any]) -> dict[str, Any] | None:
     None when there is nothing to say (an error row without attempts); `kept` is False when the
     attempts were not stored, so the page can say how to keep them.
     """
-    from ..rollouts import rollout_records
-
     records = rollout_records(row.get("dart_rollouts"))
     if not records:
         return None if row.get("dart_action") == Action.ERROR else {"kept": False, "groups": []}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +19,8 @@ import jinja2
 from ..formatting import MISSING, duration, number
 from ..schema import ACTION_MEANINGS, ACTIONS, Action
 from .examples import example_context, pick_examples
-from .plots import CURVE_NUDGE, MAX_CURVES, MAX_LEGEND, plot_actions, plot_feasibility, plot_gaps
-from .rows import json_safe, read_rows, step_scores
+from .plots import CURVE_NUDGE, MAX_CURVES, MAX_LEGEND, feasibility_curves, plot_actions, plot_feasibility, plot_gaps
+from .rows import json_safe, read_rows
 from .stats import endings_text, token_cap_warning
 
 #: The template, in `dart_hf/templates/`.
@@ -117,9 +116,7 @@ def report_context(dataset: Any, stats: Mapping[str, Any], *, max_examples: int 
     rows shown as examples.
     """
     rows = read_rows(dataset)
-    n_curves = sum(
-        1 for r in rows if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in step_scores(r))
-    )
+    n_curves = len(feasibility_curves(rows))
     figures = {
         "feasibility": plot_feasibility(rows, stats),
         "gaps": plot_gaps(stats),

@@ -74,6 +74,15 @@ MAX_LEGEND = 10
 CURVE_NUDGE = 0.008
 
 
+def feasibility_curves(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
+    """(index, row) of the rows that get a feasibility curve: simulated rows with at least one finite f_t."""
+    return [
+        (i, r)
+        for i, r in enumerate(rows)
+        if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in step_scores(r))
+    ]
+
+
 @_styled
 def plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
     """Left: f_t per problem, gap marked. Right: mean f_t by relative position (all problems).
@@ -86,11 +95,7 @@ def plot_feasibility(rows: list[dict], stats: Mapping[str, Any]) -> str:
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax, ax2) = _figure(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1.7, 1]})
-    curves = [
-        (i, r)
-        for i, r in enumerate(rows)
-        if r["dart_action"] != Action.ERROR and any(math.isfinite(f) for f in step_scores(r))
-    ]
+    curves = feasibility_curves(rows)
     shown = curves[:MAX_CURVES]
     per_problem = len(shown) <= MAX_LEGEND
     cmap = matplotlib.colormaps["tab10"]

@@ -61,11 +61,6 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def is_num(x: Any) -> bool:
-    """A finite int or float (not a bool): a value that can be averaged or formatted as a number."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _columns(dataset: Any, names: Iterable[str]) -> dict[str, list]:
     """The named columns as Python lists (missing optional columns are absent)."""
     present = [n for n in names if n in dataset.column_names]

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..formatting import number
+from ..formatting import is_num, number
 from ..schema import ACTIONS, ROLLOUT_ENDING_MEANINGS, Action, is_usable
-from .rows import is_num, json_safe, read_rows, step_scores
+from .rows import json_safe, read_rows, step_scores
 
 #: Relative step positions t/T are rounded to the nearest of these (see `compute_stats`).
 POSITION_BINS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..rollouts import rollout_records
 from ..schema import PHASE_SIM, Action
 from .rows import problem_text, read_rows, step_scores
 
@@ -44,8 +45,6 @@ def to_stepwise(dataset: Any, threshold: float = 0.5, *, include_rollouts: bool 
     can have fewer rows than the input; it is an export, not the adapted dataset.
     """
     import datasets
-
-    from ..rollouts import rollout_records
 
     extra = ("dart_step_samples", "dart_rollouts") if include_rollouts else ()
     cols: dict[str, list] = {"prompt": [], "completions": [], "labels": []}
