@@ -10,7 +10,12 @@ forever", not fast from slow.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +55,8 @@ class Server:
     def __init__(self, behaviour: Callable[[Server, str, dict], tuple]) -> None:
         self.behaviour = behaviour
         self.posts: list[dict] = []
+        self.auth: list[Optional[str]] = []  # the Authorization header of every request, in arrival order
+        self.current = threading.local()  # `.headers` of the request being answered, for behaviours that echo it
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         outer = self
@@ -63,8 +70,10 @@ class Server:
             def _serve(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if method == "POST":
-                    with outer.lock:
+                outer.current.headers = self.headers
+                with outer.lock:
+                    outer.auth.append(self.headers.get("Authorization"))
+                    if method == "POST":
                         outer.posts.append(body)
                 action = outer.behaviour(outer, method, body)
                 try:
@@ -313,3 +322,158 @@ def test_a_refusal_every_request_would_get_stops_the_run_at_once(serve, status):
     with pytest.raises(ServerUnavailable, match=rf"HTTP {status}.*check the URL, the model name"):
         backend(server.url, max_retries=3).generate(reqs("a"))
     assert server.count() == 1  # not retried: another attempt would get the same answer
+
+
+# ------------------------------------------------------------------ credentials, redirects, odd answers
+
+PASSWORD = "s3cr3t%2FPLANTED-pw"  # as written in the URL; the server gets it decoded ("/")
+SECRETS = ("s3cr3t%2FPLANTED-pw", "s3cr3t/PLANTED-pw", "PLANTED")
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def assert_no_secret(text: str, *extra: str) -> None:
+    for secret in (*SECRETS, *extra):
+        assert secret not in text, f"{secret!r} leaked: ...{text[max(0, text.find(secret) - 80) :][:200]}..."
+
+
+def with_password(url: str, user: str = "alice", password: str = PASSWORD) -> str:
+    return url.replace("http://", f"http://{user}:{password}@")
+
+
+def test_url_credentials_are_sent_as_basic_auth_and_masked_everywhere(serve, caplog):
+    def behaviour(server, method, body):
+        if method == "POST" and body["prompt"] == "echo":  # a server that echoes the request's headers
+            return ("json", 400, {"error": f"refused, you sent {dict(server.current.headers)}"})
+        if method == "POST" and body["prompt"] == "broken":
+            return ("raw", 200, b'{"choices": [tru')
+        return ok(server, method, body)
+
+    server = serve(behaviour)
+    client = backend(with_password(server.url))
+    with pytest.raises(RequestsFailed) as info:
+        client.generate(reqs("a", "echo", "broken"))
+    token = basic("alice", "s3cr3t/PLANTED-pw")
+    assert server.auth and set(server.auth) == {token}  # every request, retries included
+    assert len(info.value.outputs[0]) == 2 and set(info.value.errors) == {1, 2}
+    shown = [repr(client), str(client.base_urls), client.fingerprint, caplog.text]
+    shown += [str(err) for err in info.value.errors.values()]
+    for text in shown:
+        assert_no_secret(text, token.split()[1])
+    assert f"http://***@127.0.0.1:{server.url.rsplit(':', 1)[1]}" in repr(client)
+    assert "***@127.0.0.1" in str(info.value.errors[1]) and "Authorization" in str(info.value.errors[1])
+    assert client.fingerprint == backend(server.url).fingerprint  # credentials are not the model's identity
+    with pytest.raises(ValueError, match="not both") as both:
+        backend(with_password(server.url), api_key="key-PLANTED")
+    assert_no_secret(str(both.value))
+
+    server.die()
+    with pytest.raises(ServerUnavailable, match=r"no server answered") as down:
+        backend(with_password(server.url)).generate(reqs("a"))
+    assert_no_secret(str(down.value))
+    assert "***@127.0.0.1" in str(down.value)
+
+
+def test_a_redirect_is_not_followed_and_stops_the_run_with_its_target_masked(serve):
+    target = f"http://bob:{PASSWORD}@elsewhere.example:8000/v1/completions"
+    server = serve(lambda server, method, body: ("json", 307, {}, {"Location": target}))
+    with pytest.raises(
+        ServerUnavailable, match=r"redirect not followed: HTTP 307 .* to http://\*\*\*@elsewhere"
+    ) as info:
+        backend(server.url, max_retries=3).generate(reqs("a"))
+    assert_no_secret(str(info.value))
+    assert server.count() == 1  # not retried: every request would be redirected alike
+
+
+def test_duplicate_choice_indices_count_once_and_the_missing_samples_are_topped_up(serve):
+    def behaviour(server, method, body):
+        answer = completion(body)
+        answer["choices"] = [dict(answer["choices"][0]) for _ in range(body["n"])]  # n copies of choice 0
+        return ("json", 200, answer)
+
+    server = serve(behaviour)
+    out = backend(server.url).generate(reqs("a", n=3))
+    assert len(out[0]) == 3 and len({c.text for c in out[0]}) == 3  # three samples, not one counted thrice
+    assert [b["n"] for b in server.posts] == [3, 1, 1]
+
+
+def test_a_response_body_over_the_cap_fails_its_request_alone(serve):
+    cap = OpenAIServerBackend.max_body_bytes({"n": 2, "max_tokens": 8})
+
+    def behaviour(server, method, body):
+        answer = completion(body) if method == "POST" else {"data": []}
+        if method == "POST" and body["prompt"] == "huge":
+            answer["choices"][0]["text"] = "x" * cap
+        return ("json", 200, answer)
+
+    server = serve(behaviour)
+    with pytest.raises(RequestsFailed) as info:
+        backend(server.url, max_retries=2).generate(reqs("a", "huge"))
+    assert set(info.value.errors) == {1} and "exceeds the cap" in str(info.value.errors[1])
+    assert "n=2, max_tokens=8" in str(info.value.errors[1]) and len(info.value.outputs[0]) == 2
+    assert server.count() == 2  # not asked again: the same request would get the same answer
+
+
+@pytest.mark.parametrize("where", ["url", "api_key"])
+def test_a_whole_adapt_run_writes_the_planted_secret_nowhere(serve, tiny_student, tmp_path, where):
+    """`dart-hf adapt --server_urls` with a password in the URL (or a key in the environment): every
+    file the run writes (dataset arrow files, parquet, stats.json, report.html, datasets' caches),
+    the dataset card and everything printed are searched for the secret."""
+    key = "key-PLANTED-0123456789"
+    expected = basic("alice", "s3cr3t/PLANTED-pw") if where == "url" else f"Bearer {key}"
+
+    def behaviour(server, method, body):
+        if server.current.headers.get("Authorization") != expected:
+            return ("json", 401, {"error": "who are you?"})
+        if method == "GET":
+            return ("json", 200, {"data": []})
+        i = int(re.search(r"What is (\d+) \+", body["prompt"]).group(1))
+        if i == 1:  # refused, echoing what the client sent: the row errors, its reason names the URL
+            sent = dict(server.current.headers)
+            return ("json", 400, {"error": f"problem 1 is not allowed; you sent {sent}"})
+        choices = [
+            {"index": k, "text": f" So the answer is \\boxed{{{2 * i}}}", "finish_reason": "stop"}
+            for k in range(body["n"])
+        ]
+        return ("json", 200, {"choices": choices})
+
+    server = serve(behaviour)
+    data, out = tmp_path / "data" / "expert.jsonl", tmp_path / "out"
+    data.parent.mkdir()
+    rows = [
+        {"problem": f"What is {i} + {i}?", "solution": f"Add.\n\n{i} + {i} = {2 * i}.\n\n\\boxed{{{2 * i}}}"}
+        for i in range(3)
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_CACHE=str(tmp_path / "hf_cache"), DART_TEST_KEY=key)
+    args = ["--dataset_name", str(data), "--student", tiny_student, "--output_dir", str(out), "--n_sim", "2"]
+    args += ["--n_explore", "2", "--max_new_tokens", "16", "--summary", "table", "--chunk_size", "2"]
+    if where == "url":
+        args += ["--server_urls", with_password(server.url)]
+    else:
+        args += ["--server_urls", server.url, "--api_key_env", "DART_TEST_KEY"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "adapt", *args], env=env, capture_output=True, text=True, timeout=100
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert server.auth and set(server.auth) == {expected}
+
+    adapted = datasets.load_from_disk(str(out / "dataset"))
+    assert adapted["dart_action"][1] == "error" and "HTTP 400" in adapted["dart_error"][1]
+    assert all(a != "error" for i, a in enumerate(adapted["dart_action"]) if i != 1)
+    assert "***" in adapted["dart_error"][1]  # the echoed header (and for "url" the URL) reached the row, masked
+    secrets = [key, expected.split()[1]]
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".arrow") for p in written) and (out / "report.html").exists()
+    assert (out / "stats.json").exists() and (out / "dataset.parquet").exists()
+    for path in written:
+        blob = path.read_bytes()
+        for secret in (*SECRETS, *secrets):
+            assert secret.encode() not in blob, f"{secret!r} in {path}"
+    from dart_hf.cards import dataset_card
+
+    card = str(dataset_card(json.loads((out / "stats.json").read_text()), repo_id="user/adapted"))
+    for text in (proc.stdout, proc.stderr, card):
+        assert_no_secret(text, *secrets)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -41,7 +42,12 @@ class AdaptScriptArguments:
             "aliases": ["--dataset"],
         }
     )
-    student: str = field(metadata={"help": "Student: Hub id, local folder or .gguf file."})
+    student: str = field(
+        metadata={
+            "help": "Student: Hub id, local folder or .gguf file; with --server_urls, the model name the servers "
+            "serve (its tokenizer loads from there too)."
+        }
+    )
     output_dir: str = field(
         default="outputs/adapted", metadata={"help": "Where the outputs are written.", "aliases": ["--out"]}
     )
@@ -71,6 +77,21 @@ class AdaptScriptArguments:
         },
     )
     generation_batch_size: int = field(default=64, metadata={"help": "Sequences the student decodes together."})
+    server_urls: Optional[list[str]] = field(
+        default=None,
+        metadata={
+            "help": "Sample from these OpenAI-compatible servers (vLLM, sglang, TGI, `transformers serve`) instead of "
+            "loading the student in-process. Credentials in a URL (http://user:password@host:8000) are sent as "
+            "Basic auth and shown as http://***@host:8000 everywhere."
+        },
+    )
+    api_key_env: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Name of the environment variable holding the servers' API key (sent as a Bearer token). "
+            "The key itself is never a flag or a YAML value, so it stays out of process lists and configs."
+        },
+    )
     stop_at_answer: bool = field(
         default=True, metadata={"help": "Stop a rollout right after its first closed \\boxed{...}."}
     )
@@ -105,6 +126,12 @@ class AdaptScriptArguments:
             raise UsageError(f"--summary must be one of {', '.join(SUMMARIES)}, got {self.summary!r}")
         if self.push_to_hub and not self.hub_dataset_id:
             raise UsageError("--push_to_hub needs --hub_dataset_id namespace/name")
+        if self.api_key_env and not self.server_urls:
+            raise UsageError("--api_key_env is for --server_urls")
+        if self.api_key_env and not os.environ.get(self.api_key_env):
+            raise UsageError(f"--api_key_env {self.api_key_env}: that environment variable is not set")
+        if self.server_urls and not self.student:
+            raise UsageError("--server_urls needs --student, the model name the servers serve")
 
 
 DATACLASS_TYPES = (AdaptScriptArguments, DartConfig)
@@ -146,6 +173,17 @@ def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig) ->
     from ..adapter import DartAdapter
     from ..backends.transformers import TransformersBackend
 
+    if script_args.server_urls:
+        from ..backends.openai import OpenAIServerBackend
+
+        api_key = os.environ.get(script_args.api_key_env) if script_args.api_key_env else None
+        try:
+            server = OpenAIServerBackend(
+                script_args.server_urls, script_args.student, api_key=api_key, stop_at_answer=script_args.stop_at_answer
+            )
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        return DartAdapter(server, dart_config)
     student = TransformersBackend(
         script_args.student,
         revision=script_args.student_revision,

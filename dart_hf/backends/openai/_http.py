@@ -24,11 +24,16 @@ class DeadlineExceeded(TimeoutError):
     """The whole request took longer than its deadline."""
 
 
+class ResponseTooLarge(ValueError):
+    """The response body is longer than the caller allows (a broken or hostile server)."""
+
+
 @dataclass
 class Response:
     status: int
     body: bytes
     retry_after: Optional[float]  # seconds, from a numeric `Retry-After` header
+    location: Optional[str] = None  # the `Location` header (a redirect's target)
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
@@ -38,11 +43,20 @@ def _retry_after(value: Optional[str]) -> Optional[float]:
         return None
 
 
-def request(method: str, url: str, body: Optional[bytes], headers: dict[str, str], timeout: float) -> Response:
+def request(
+    method: str,
+    url: str,
+    body: Optional[bytes],
+    headers: dict[str, str],
+    timeout: float,
+    max_bytes: Optional[int] = None,
+) -> Response:
     """Send one request and read the whole response within `timeout` seconds, or raise `DeadlineExceeded`.
 
-    Connection errors raise `OSError` (or `http.client.HTTPException` for a broken response); any
-    complete response, whatever its status, is returned.
+    Connection errors raise `OSError` (or `http.client.HTTPException` for a broken response); a body
+    longer than `max_bytes` raises `ResponseTooLarge` without being read further; any other
+    complete response, whatever its status, is returned. `url` must carry no credentials (send
+    them in `headers`).
     """
     parts = urllib.parse.urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -69,10 +83,17 @@ def request(method: str, url: str, body: Optional[bytes], headers: dict[str, str
             raise DeadlineExceeded()
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
-        data = resp.read()
+        declared = resp.getheader("Content-Length")
+        if max_bytes is not None and declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            raise ResponseTooLarge(
+                f"response body of {int(declared)} bytes (Content-Length) exceeds the cap of {max_bytes}"
+            )
+        data = resp.read() if max_bytes is None else resp.read(max_bytes + 1)
         if fired.is_set():  # the shutdown may surface as a short, "complete" read
             raise DeadlineExceeded()
-        return Response(resp.status, data, _retry_after(resp.getheader("Retry-After")))
+        if max_bytes is not None and len(data) > max_bytes:
+            raise ResponseTooLarge(f"response body longer than the cap of {max_bytes} bytes")
+        return Response(resp.status, data, _retry_after(resp.getheader("Retry-After")), resp.getheader("Location"))
     except (OSError, http.client.HTTPException) as err:
         if fired.is_set() or isinstance(err, (socket.timeout, TimeoutError)):
             raise DeadlineExceeded(

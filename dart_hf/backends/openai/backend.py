@@ -26,7 +26,11 @@ Failures are told apart by what they say about the run (docs/reliability.md):
   `RequestsFailed` saying which failed (the adapter turns those rows into `error` rows);
 - when a request exhausts its attempts and no server gave any complete answer meanwhile (nor to a
   short `GET /v1/models` probe), the servers are down: `ServerUnavailable`, a `RunError`, ends the
-  run; so do 401/403/404, which every request would get alike.
+  run; so do 401/403/404 and redirects (not followed), which every request would get alike;
+- a response body longer than `BODY_BYTES_PER_TOKEN` bytes per requested token (plus 1 MiB) fails
+  its request unread;
+- `http://user:password@host` sends `Authorization: Basic` and shows `http://***@host` everywhere
+  (`dart_hf.redaction`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any, Optional
 
 from ...errors import RunError
+from ...redaction import Secrets, redact, split_credentials
 from ..base import Completion, GenerationRequest, RequestsFailed, sample_seed
 from .transport import ServerError, ServerTransport
 from .wire import parse_completions, request_body
@@ -54,12 +59,14 @@ class OpenAIServerBackend(ServerTransport):
     Args:
         base_urls: server root(s), e.g. `"http://localhost:8000"` (a trailing `/v1` is accepted).
             Several URLs serving the same model are used round-robin; a URL that fails is skipped
-            for a while and its requests go to the others.
+            for a while and its requests go to the others. Credentials in a URL
+            (`http://user:password@host:8000`) are sent as `Authorization: Basic` and never shown:
+            the `base_urls` attribute, messages and the repr read `http://***@host:8000`.
         model: the `model` field of each request (for `transformers serve` started with a pinned
             model, exactly the id or path it was started with). Also the tokenizer's default source.
         tokenizer: the student's tokenizer; by default `AutoTokenizer.from_pretrained(model)`, loaded
             lazily. Not needed when `DartConfig.prompt_template` is set.
-        api_key: sent as `Authorization: Bearer ...` when given.
+        api_key: sent as `Authorization: Bearer ...` when given (not together with credentials in a URL).
         max_concurrency: HTTP requests in flight at once.
         timeout: seconds for one HTTP request, whole: connecting, sending and reading the complete
             response (a server that drips bytes does not extend it).
@@ -77,8 +84,9 @@ class OpenAIServerBackend(ServerTransport):
             (`finish_reason="answer"`), as [`TransformersBackend`][dart_hf.backends.transformers.TransformersBackend] does.
 
     Attributes:
-        fingerprint: `"openai:{model}"` (plus the tokenizer's name when one is given). The URLs are
-            not part of it: the same model on another server gives the same results.
+        base_urls: the server roots as shown (credentials masked).
+        fingerprint: `"openai:{model}"` (plus the tokenizer's name when one is given). The URLs and
+            credentials are not part of it: the same model on another server gives the same results.
         tokens_generated: running total of generated tokens.
         requests_sent: running total of HTTP completion requests that succeeded.
     """
@@ -101,7 +109,13 @@ class OpenAIServerBackend(ServerTransport):
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
             raise ValueError("OpenAIServerBackend needs at least one base URL")
-        self.base_urls = [self._normalise_url(u) for u in urls]
+        self._endpoints = [split_credentials(self._normalise_url(u)) for u in urls]
+        self._secrets = Secrets([api_key])
+        for u in urls:
+            self._secrets.add_url(self._normalise_url(u))
+        self.base_urls = [redact(self._normalise_url(u)) for u in urls]  # as shown; requests use `_endpoints`
+        if api_key and any(auth for _, auth in self._endpoints):
+            raise ValueError("OpenAIServerBackend: give either api_key or credentials in the URLs, not both")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if max_retries < 0:
@@ -120,6 +134,7 @@ class OpenAIServerBackend(ServerTransport):
         self._tokenizer = tokenizer
         self._tokenizer_given = tokenizer is not None
         self._tokenizer_failed = False
+        self._tokenizer_lock = threading.RLock()
         self._init_runtime()
         extras = []
         if tokenizer is not None:
@@ -148,7 +163,7 @@ class OpenAIServerBackend(ServerTransport):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_lock", "_rr", "_down_until", "_ignores_n", "_last_answer"):
+        for key in ("_lock", "_rr", "_down_until", "_ignores_n", "_last_answer", "_tokenizer_lock"):
             state.pop(key, None)
         if not self._tokenizer_given:
             state["_tokenizer"] = None  # reloaded lazily in the worker
@@ -156,6 +171,7 @@ class OpenAIServerBackend(ServerTransport):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._tokenizer_lock = threading.RLock()
         self._init_runtime()
 
     def __repr__(self) -> str:
@@ -163,10 +179,13 @@ class OpenAIServerBackend(ServerTransport):
 
     @property
     def tokenizer(self) -> Any:
+        """The student's tokenizer, loaded on first use (once, whichever threads ask at the same time)."""
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
+            with self._tokenizer_lock:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.model)
+                    self._tokenizer = AutoTokenizer.from_pretrained(self.model)
         return self._tokenizer
 
     @tokenizer.setter
@@ -176,11 +195,15 @@ class OpenAIServerBackend(ServerTransport):
     def _count_tokens(self, text: str) -> int:
         """Tokens of `text` with the student's tokenizer when one is available, else whitespace words."""
         if self._tokenizer is None and not self._tokenizer_failed:
-            try:
-                _ = self.tokenizer
-            except Exception as err:  # no tokenizer reachable: counts become approximate
-                self._tokenizer_failed = True
-                logger.warning("OpenAIServerBackend: no tokenizer for %r (%s); counting words instead", self.model, err)
+            with self._tokenizer_lock:  # one attempt, whichever threads count at the same time
+                if self._tokenizer is None and not self._tokenizer_failed:
+                    try:
+                        _ = self.tokenizer
+                    except Exception as err:  # no tokenizer reachable: counts become approximate
+                        self._tokenizer_failed = True
+                        logger.warning(
+                            "OpenAIServerBackend: no tokenizer for %r (%s); counting words instead", self.model, err
+                        )
         if self._tokenizer is not None:
             try:
                 return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -2,7 +2,8 @@
 
 Also what a failure means: a request that runs out of attempts while servers still answer fails its
 row (`ServerError`); no server answering at all, or an answer every request would get (401, 403,
-404), fails the run (`ServerUnavailable`).
+404, a redirect), fails the run (`ServerUnavailable`). Credentials in a URL go out as
+`Authorization: Basic` and are masked (`http://***@host`) in every message.
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import time
 from typing import Optional
 
 from ...errors import RunError
+from ...redaction import Secrets
 from . import _http
 
 _RETRY_STATUS = {408, 409, 425, 429}
 _FATAL_STATUS = {401, 403, 404}  # wrong key, wrong URL or unknown model: every request would get the same
 _PROBE_TIMEOUT_S = 5.0
+_PROBE_MAX_BYTES = 1 << 20
+# A completion body's cap: this many bytes per requested token (text, a token string, its log-prob
+# and offset, the top log-probs, JSON punctuation: vLLM sends under 200 with `logprobs: 1`), plus a floor.
+BODY_BYTES_PER_TOKEN = 1024
+BODY_BYTES_FLOOR = 1 << 20
 
 
 class ServerError(RuntimeError):
@@ -44,12 +51,15 @@ class _Aborted(Exception):
 class ServerTransport:
     """The HTTP half of [`OpenAIServerBackend`][dart_hf.backends.openai.OpenAIServerBackend], as a base class.
 
-    It uses the backend's settings (`base_urls`, `model`, `api_key`, `timeout`, `max_retries`,
-    `backoff`), its `requests_sent` counter, and the per-process state the backend sets up in
-    `_init_runtime` and leaves out of pickles (`_lock`, `_rr`, `_down_until`, `_last_answer`).
+    It uses the backend's settings (`base_urls` as shown, `_endpoints` as used: each URL without
+    its credentials and its `Authorization` value; `_secrets`; `model`, `api_key`, `timeout`,
+    `max_retries`, `backoff`), its `requests_sent` counter, and the per-process state the backend
+    sets up in `_init_runtime` and leaves out of pickles (`_lock`, `_rr`, `_down_until`, `_last_answer`).
     """
 
     base_urls: list[str]
+    _endpoints: list[tuple[str, Optional[str]]]
+    _secrets: Secrets
     model: str
     api_key: Optional[str]
     timeout: float
@@ -78,26 +88,49 @@ class ServerTransport:
                 return pool[0]
         return min(order, key=lambda i: down[i])
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, i: int) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        auth = self._endpoints[i][1]
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        elif auth:
+            headers["Authorization"] = auth
         return headers
 
-    def _post_once(self, url: str, body: dict, timeout: float) -> dict:
-        """One POST under a whole-request deadline; `_Retryable` for what another attempt may fix."""
+    @staticmethod
+    def max_body_bytes(body: dict) -> int:
+        """The largest completion response accepted for `body`: `BODY_BYTES_PER_TOKEN` per requested token, plus a floor."""
+        tokens = max(0, int(body.get("n") or 1)) * max(0, int(body.get("max_tokens") or 0))
+        return BODY_BYTES_FLOOR + BODY_BYTES_PER_TOKEN * tokens
+
+    def _post_once(self, i: int, body: dict, timeout: float) -> dict:
+        """One POST to URL `i` under a whole-request deadline; `_Retryable` for what another attempt may fix."""
+        url, shown = self._endpoints[i][0], self.base_urls[i]
+        cap = self.max_body_bytes(body)
         try:
             resp = _http.request(
-                "POST", f"{url}/v1/completions", json.dumps(body).encode("utf-8"), self._headers(), timeout
+                "POST", f"{url}/v1/completions", json.dumps(body).encode("utf-8"), self._headers(i), timeout, cap
             )
         except _http.DeadlineExceeded as err:
-            raise _Retryable(f"deadline for {url}: {err}") from None
+            raise _Retryable(f"deadline for {shown}: {err}") from None
+        except _http.ResponseTooLarge as err:
+            self._last_answer = time.monotonic()
+            raise ServerError(
+                f"OpenAIServerBackend: {shown}/v1/completions sent a {err} (that is {BODY_BYTES_PER_TOKEN} bytes "
+                f"per requested token: n={body.get('n')}, max_tokens={body.get('max_tokens')})"
+            ) from None
         except (OSError, http.client.HTTPException) as err:
-            raise _Retryable(f"{type(err).__name__} for {url}: {err}") from None
+            raise _Retryable(self._secrets.scrub(f"{type(err).__name__} for {shown}: {err}")) from None
         self._last_answer = time.monotonic()
+        if 300 <= resp.status < 400:
+            target = self._secrets.scrub(resp.location) if resp.location else "no Location header"
+            raise ServerUnavailable(
+                f"OpenAIServerBackend: redirect not followed: HTTP {resp.status} from {shown}/v1/completions to "
+                f"{target} (every request would get it: use the URL it points to)"
+            )
         if resp.status >= 400:
-            detail = resp.body.decode("utf-8", "replace")[:500]
-            message = f"HTTP {resp.status} from {url}/v1/completions: {detail}"
+            detail = self._secrets.scrub(resp.body.decode("utf-8", "replace")[:500])
+            message = f"HTTP {resp.status} from {shown}/v1/completions: {detail}"
             if resp.status >= 500 or resp.status in _RETRY_STATUS:
                 raise _Retryable(message, resp.retry_after)
             if resp.status in _FATAL_STATUS:
@@ -109,16 +142,25 @@ class ServerTransport:
         try:
             out = json.loads(resp.body)
         except ValueError:
-            raise _Retryable(f"invalid JSON from {url}: {resp.body[:200]!r}") from None
+            raise _Retryable(self._secrets.scrub(f"invalid JSON from {shown}: {resp.body[:200]!r}")) from None
         if not isinstance(out, dict) or not isinstance(out.get("choices"), list):
-            raise _Retryable(f"unexpected response from {url}: {str(out)[:300]}")
+            raise _Retryable(self._secrets.scrub(f"unexpected response from {shown}: {str(out)[:300]}"))
         return out
 
     def _answers(self) -> bool:
         """Does any server give a complete HTTP response (any status) to `GET /v1/models` now?"""
-        for url in self.base_urls:
+        for i, (url, _) in enumerate(self._endpoints):
             try:
-                _http.request("GET", f"{url}/v1/models", None, self._headers(), min(self.timeout, _PROBE_TIMEOUT_S))
+                _http.request(
+                    "GET",
+                    f"{url}/v1/models",
+                    None,
+                    self._headers(i),
+                    min(self.timeout, _PROBE_TIMEOUT_S),
+                    _PROBE_MAX_BYTES,
+                )
+            except _http.ResponseTooLarge:
+                pass  # an answer all the same
             except (OSError, http.client.HTTPException):
                 continue
             self._last_answer = time.monotonic()
@@ -147,7 +189,7 @@ class ServerTransport:
             i = self._pick_url(tried)
             made += 1
             try:
-                out = self._post_once(self.base_urls[i], body, min(self.timeout, remaining))
+                out = self._post_once(i, body, min(self.timeout, remaining))
             except _Retryable as err:
                 errors.append(str(err))
                 tried.add(i)

@@ -44,7 +44,7 @@ def parse_completions(response: dict, stop_at_answer: bool, count_tokens: Callab
     Token counts come from the log-probs when the server sent them, else from `usage` (one uncut
     choice), else from `count_tokens(text)`.
     """
-    choices = sorted(response.get("choices") or [], key=lambda c: c.get("index", 0))
+    choices = unique_choices(response.get("choices") or [])
     usage = response.get("usage") or {}
     total = usage.get("completion_tokens")
     out = []
@@ -66,6 +66,26 @@ def parse_completions(response: dict, stop_at_answer: bool, count_tokens: Callab
             num_tokens = count_tokens(text)
         out.append(Completion(text=text, num_tokens=num_tokens, logprob=logprob, finish_reason=reason))
     return out
+
+
+def unique_choices(choices: list) -> list:
+    """The choices in `index` order, each index once (the first seen): a repeated index is one sample, not two.
+
+    Choices without an index keep their order after the indexed ones; a choice that is not a JSON object, or
+    whose index is not an integer, is dropped (missing samples are topped up).
+    """
+    seen: set = set()
+    indexed, loose = [], []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        index = choice.get("index")
+        if index is None:
+            loose.append(choice)
+        elif isinstance(index, int) and not isinstance(index, bool) and index not in seen:
+            seen.add(index)
+            indexed.append(choice)
+    return sorted(indexed, key=lambda c: c["index"]) + loose
 
 
 def mean_logprob(logprobs: Any, cut: Optional[int]) -> tuple[Optional[float], Optional[int]]:
