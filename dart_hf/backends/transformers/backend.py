@@ -8,6 +8,7 @@ loop calls through it so that `benchmarks/prefill.py` and `benchmarks/gpu.py` ca
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -102,6 +103,9 @@ class TransformersBackend:
         self._eos_ids: Optional[set[int]] = None
         self._forward_args: Optional[tuple[str, bool]] = None
         self._plain_cache: Optional[bool] = None  # is the cache made of plain DynamicLayers (see `_prefill`)?
+        # lazy loads happen once, whichever threads share the backend (concurrent `from_pretrained` calls
+        # corrupt transformers' state); reentrant because loading the model may read the tokenizer
+        self._load_lock = threading.RLock()
 
         if isinstance(model, torch.nn.Module):
             self._model = model
@@ -134,33 +138,41 @@ class TransformersBackend:
 
     @property
     def model(self) -> Any:
-        """The loaded model (loads it on first access)."""
+        """The loaded model (loads it on first access, once even when threads ask together)."""
         if self._model is None:
-            from transformers import AutoModelForCausalLM
-
-            assert self._source is not None
-            if self._device is None:
-                self._device = default_device()
-            device = self._device
-            dtype = self._dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-            where, kwargs = self._source.load_args(self.revision)
-            model = self._source.load(
-                "weights", lambda: AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs)
-            )
-            model.to(device)
-            model.eval()
-            self._model = model
+            with self._load_lock:
+                if self._model is None:
+                    self._model = self._load_model()
         return self._model
+
+    def _load_model(self) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        assert self._source is not None
+        if self._device is None:
+            self._device = default_device()
+        device = self._device
+        dtype = self._dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        where, kwargs = self._source.load_args(self.revision)
+        model = self._source.load("weights", lambda: AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **kwargs))
+        # a model that cannot go to its device (CUDA out of memory) fails every row alike: a RunError
+        self._source.load(f"weights onto {device}", lambda: model.to(device))
+        model.eval()
+        return model
 
     @property
     def tokenizer(self) -> Any:
-        """The tokenizer (loaded lazily, without the weights)."""
+        """The tokenizer (loaded lazily, without the weights; once even when threads ask together)."""
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
+            with self._load_lock:
+                if self._tokenizer is None:
+                    from transformers import AutoTokenizer
 
-            assert self._source is not None
-            where, kwargs = self._source.load_args(self.revision)
-            self._tokenizer = self._source.load("tokenizer", lambda: AutoTokenizer.from_pretrained(where, **kwargs))
+                    assert self._source is not None
+                    where, kwargs = self._source.load_args(self.revision)
+                    self._tokenizer = self._source.load(
+                        "tokenizer", lambda: AutoTokenizer.from_pretrained(where, **kwargs)
+                    )
         return self._tokenizer
 
     @property
@@ -169,11 +181,13 @@ class TransformersBackend:
         if self._model is not None:
             return context_from_config(self._model.config)
         if self._config is None:
-            from transformers import AutoConfig
+            with self._load_lock:
+                if self._config is None:
+                    from transformers import AutoConfig
 
-            assert self._source is not None
-            where, kwargs = self._source.load_args(self.revision)
-            self._config = self._source.load("config", lambda: AutoConfig.from_pretrained(where, **kwargs))
+                    assert self._source is not None
+                    where, kwargs = self._source.load_args(self.revision)
+                    self._config = self._source.load("config", lambda: AutoConfig.from_pretrained(where, **kwargs))
         return context_from_config(self._config)
 
     @property
@@ -187,6 +201,7 @@ class TransformersBackend:
     def __getstate__(self) -> dict:
         """Ship ids and paths, not lazily loaded weights: each `map` worker loads its own copy."""
         state = self.__dict__.copy()
+        state.pop("_load_lock", None)
         if self._source is not None:
             state.update(_model=None, _config=None, _pieces=None, _eos_ids=None, _forward_args=None, _plain_cache=None)
             if not self._tokenizer_given:
@@ -199,6 +214,7 @@ class TransformersBackend:
     def __setstate__(self, state: dict) -> None:
         pickled_in = state.pop("_pickled_in_pid", None)
         self.__dict__.update(state)
+        self._load_lock = threading.RLock()
         # In a worker started by the process that pickled us (datasets `num_proc`), torch's OpenMP
         # pool inherited through fork deadlocks in the first parallel region; one thread per worker
         # avoids that and is the fair share of the cores anyway.
