@@ -64,8 +64,18 @@ def process_state(cpu: Optional[bool] = None, timeout_s: float = DEFAULT_TIMEOUT
 
 
 def finish() -> None:
-    """End the run's process group (`torch.distributed.destroy_process_group`), if one was started."""
+    """Wait for every process, then end the run's process group (`destroy_process_group`), if one was started.
+
+    Why the barrier: a process with nothing left to do (a resume whose chunks are all done) would
+    otherwise tear its group down while the main process is still writing the outputs; a gloo peer
+    that vanishes mid-teardown can abort the other, and torchrun then kills the main process before
+    it wrote anything. Every command calls `finish` on every path out (success or error), so the
+    barrier is always met; a process killed outright makes torchrun stop the others anyway.
+    """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            logger.info("process %d waits for the others before finishing", dist.get_rank())
+            dist.barrier()
         dist.destroy_process_group()
