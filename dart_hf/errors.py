@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from typing import Optional, TypeVar
 
+from .redaction import redact
+
 T = TypeVar("T")
 
 
@@ -33,8 +35,8 @@ class RunError(RuntimeError):
 
 
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (continuation lines of library messages folded in)."""
-    text = " ".join(str(err).split())
+    """The error's message on one line (continuation lines of library messages folded in, URL credentials masked)."""
+    text = redact(" ".join(str(err).split()))
     return text or type(err).__name__
 
 
