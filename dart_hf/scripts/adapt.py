@@ -166,12 +166,14 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     from ..data import CHAMP, check_columns, load_expert_dataset
     from ..distributed import process_state
     from ..report import compute_stats, write_outputs
+    from ..report.outputs import check_outputs
     from ..resumable import adapt_and_write, output_dir_lock
 
     script_args.check()
     state = process_state()  # before the student loads: it goes to this process's device
     out = script_args.output_dir
-    with output_dir_lock(out, state):  # writable, and ours alone: checked before any generation
+    # Writable, ours alone, nothing in the way that dart_hf did not write: checked before any generation.
+    with output_dir_lock(out, state, check=check_outputs):
         with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
             dataset = load_expert_dataset(
                 script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples
