@@ -280,3 +280,39 @@ def test_folders_dart_hf_did_not_write_are_refused_before_any_generation_and_kep
     assert (tmp_path / "doc.txt").read_text() == "my notes"
     assert (tmp_path / "dataset" / "loader.py").read_text() == "print('mine')"
     assert sorted(os.listdir(tmp_path)) == ["dataset", "doc.txt"]  # nothing written, nothing removed
+
+
+def test_a_second_run_in_another_thread_of_the_same_process_is_refused(tmp_path):
+    """The lock used to be re-entrant process-wide: two threads on one output_dir shared `.tmp` paths."""
+    import threading
+
+    inside, go_on, result = threading.Event(), threading.Event(), {}
+
+    class Waits:  # a map function that holds the first run inside its first chunk until told to go on
+        fingerprint, config, backend = scripted_adapter().fingerprint, scripted_adapter().config, None
+
+        def __call__(self, batch):
+            inside.set()
+            assert go_on.wait(60)
+            return scripted_adapter()(batch)
+
+    def first():
+        try:
+            result["first"] = adapt_in_chunks(scripted_rows("t", 4), Waits(), str(tmp_path), chunk_size=2)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            result["first"] = err
+
+    thread = threading.Thread(target=first, name="first-run")
+    thread.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(UsageError, match=r"in use by another run in this process \(thread first-run\)"):
+            adapt_in_chunks(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), chunk_size=2)
+        with pytest.raises(UsageError, match="in use by another run in this process"):
+            adapt_and_write(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), lambda a: a, chunk_size=2)
+    finally:
+        go_on.set()
+        thread.join(120)
+    assert isinstance(result["first"], datasets.Dataset), result["first"]  # the first run was not disturbed
+    assert result["first"]["dart_action"] == scripted_rows("t", 4).map(scripted_adapter(), batched=True)["dart_action"]
+    adapt_in_chunks(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), chunk_size=2)  # free again once done
