@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from ..config import DartConfig
 from ..errors import RunError, UsageError, error_share_failure
-from ._common import parse, run
+from ._common import check_hub_push, check_repo_id, parse, run
 
 logger = logging.getLogger(__name__)
 SUMMARIES = ("line", "table")
@@ -105,6 +105,8 @@ class AdaptScriptArguments:
             raise UsageError(f"--summary must be one of {', '.join(SUMMARIES)}, got {self.summary!r}")
         if self.push_to_hub and not self.hub_dataset_id:
             raise UsageError("--push_to_hub needs --hub_dataset_id namespace/name")
+        if self.hub_dataset_id is not None:
+            check_repo_id(self.hub_dataset_id, "--hub_dataset_id")
 
 
 DATACLASS_TYPES = (AdaptScriptArguments, DartConfig)
@@ -172,8 +174,15 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     script_args.check()
     state = process_state()  # before the student loads: it goes to this process's device
     out = script_args.output_dir
-    # Writable, ours alone, nothing in the way that dart_hf did not write: checked before any generation.
-    with output_dir_lock(out, state, check=check_outputs):
+
+    def up_front(out_dir: str) -> None:  # on the main process, once the lock is held
+        check_outputs(out_dir)
+        if script_args.push_to_hub:
+            check_hub_push(script_args.hub_dataset_id, "--hub_dataset_id")
+
+    # Writable, ours alone, nothing in the way that dart_hf did not write, a push that can happen:
+    # checked before anything is loaded or generated.
+    with output_dir_lock(out, state, check=up_front):
         with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
             dataset = load_expert_dataset(
                 script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples
