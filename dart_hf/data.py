@@ -58,53 +58,86 @@ def load_champ(n: Optional[int] = None, *, numeric_answers: bool = True, min_ste
     return datasets.Dataset.from_list(rows)
 
 
-def _only_train(name: str, split: str) -> None:
+def _only_train(name: str, split: str, what: str) -> None:
     if split != "train":
-        raise ValueError(
+        hint = "" if what == "the data" else ", or set eval_strategy: 'no'"
+        raise UsageError(
             f"{name} holds a single dataset, used as the 'train' split; there is no {split!r} split. Use a DatasetDict "
-            "folder or a Hub dataset with that split, or set eval_strategy: 'no'."
+            f"folder or a Hub dataset with that split{hint}."
         )
 
 
+def _is_blank(path: str, limit: int = 1 << 20) -> bool:
+    """An empty data file, or one of only whitespace (datasets' JSON reader dies on it with a bare StopIteration)."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return True
+    if size > limit or path.lower().endswith(".parquet"):
+        return False
+    with open(path, "rb") as fh:
+        return not fh.read().strip()
+
+
 def load_split(
-    name: str, split: str, config: Optional[str] = None, streaming: bool = False, *, strict_split: bool = True
+    name: str,
+    split: str,
+    config: Optional[str] = None,
+    streaming: bool = False,
+    *,
+    strict_split: bool = True,
+    what: str = "training",
 ) -> datasets.Dataset | datasets.IterableDataset:
     """One split of a Hub dataset, a `save_to_disk` folder or a data file.
 
-    A single file or saved `Dataset` is one split, 'train'; asking it for another split is an error
-    unless `strict_split=False`, which returns it whatever `split` says.
+    A single file or saved `Dataset` is one split, 'train'; asking it for another split is a
+    `UsageError` unless `strict_split=False`, which returns it whatever `split` says. A split a
+    `DatasetDict` folder lacks is a `UsageError` naming the ones it has.
     """
     if os.path.isfile(name):
         ext = os.path.splitext(name)[1].lower()
         if ext not in _FILE_BUILDERS:
             raise UsageError(f"Unsupported dataset file {name!r}: use one of {sorted(_FILE_BUILDERS)}")
         if strict_split:
-            _only_train(name, split)
+            _only_train(name, split, what)
+        if _is_blank(name):
+            raise UsageError(f"dataset file {name!r} is empty: no rows to read")
         builder = _FILE_BUILDERS[ext]
         return datasets.load_dataset(builder, data_files={"train": name}, split="train", streaming=streaming)
     saved_markers = ("dataset_info.json", "dataset_dict.json")
     if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, marker)) for marker in saved_markers):
         loaded = datasets.load_from_disk(name)
         if isinstance(loaded, datasets.DatasetDict):
+            if split not in loaded:
+                raise UsageError(f"{name} has no {split!r} split (it has {', '.join(map(repr, loaded))})")
             return loaded[split]
         if strict_split:
-            _only_train(name, split)
+            _only_train(name, split, what)
         return loaded
     return datasets.load_dataset(name, name=config, split=split, streaming=streaming)
 
 
-def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] = None) -> datasets.Dataset:
-    """`source`: "champ", "planted_gap", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
+def load_expert_dataset(
+    source: str, *, split: Optional[str] = "train", n: Optional[int] = None, default_split: str = "train"
+) -> datasets.Dataset:
+    """`source`: "champ", "planted_gap", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id.
+
+    `split` picks a split of a Hub dataset or a `DatasetDict` folder (None: `default_split`). The
+    other sources hold one split, 'train': they are used whole when `split` is None or 'train', and
+    any other split is refused (it used to be ignored silently), as is a split the data lacks.
+    """
     if n is not None and n < 1:
         raise UsageError(f"the number of rows to adapt must be >= 1, got {n}")
-    if source == CHAMP:
-        return load_champ(n)
-    if source == PLANTED_GAP:
+    if source in (CHAMP, PLANTED_GAP):
+        if split not in (None, "train"):
+            raise UsageError(f"{source!r} has a single split, 'train'; there is no {split!r} split")
+        if source == CHAMP:
+            return load_champ(n)
         from .tasks.planted_gap import PlantedGapTask
 
         return PlantedGapTask().generate(64 if n is None else n, seed=0)
     try:
-        ds = load_split(source, split, strict_split=False)  # `split` only picks within DatasetDicts and Hub sets
+        # a single file or saved Dataset is the 'train' split: used whole unless another split is asked for
+        ds = load_split(source, split or default_split, strict_split=split is not None, what="the data")
     except UsageError:
         raise
     except (OSError, ValueError, KeyError, datasets.exceptions.DatasetsError) as err:
@@ -114,6 +147,8 @@ def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] =
             else "not 'champ' or 'planted_gap', not a local file or folder, and not loadable from the Hub: "
         )
         raise UsageError(f"cannot load dataset {source!r}: {what}{one_line(err)}") from err
+    if len(ds) == 0:
+        raise UsageError(f"dataset {source!r} has no rows")
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))
     return ds

@@ -22,6 +22,7 @@ from .rundir import (
     ChunkManifest,
     RunLock,
     adapter_identity,
+    check_chunks,
     dataset_fingerprint,
     discard_chunks,
     prepare_chunks,
@@ -92,11 +93,13 @@ def _raise_everywhere(state: Any, error: Optional[BaseException]) -> None:
 
 
 @contextlib.contextmanager
-def output_dir_lock(out_dir: str, state: Any = None) -> Iterator[None]:
+def output_dir_lock(out_dir: str, state: Any = None, check: Optional[Callable[[str], None]] = None) -> Iterator[None]:
     """Hold `out_dir`'s `RunLock` for the block (on the main process; the others only learn whether it failed).
 
     Hold it across adaptation, output writing and `discard_chunks`, so that a second run on the same
-    directory fails at once instead of racing this one.
+    directory fails at once instead of racing this one. `check(out_dir)` runs on the main process
+    once the lock is held (e.g. `report.outputs.check_outputs`: nothing in the way that dart_hf did
+    not write); what it raises is raised on every process, before the block runs.
     """
     lock = RunLock(out_dir)
     main = state is None or state.is_main_process
@@ -106,6 +109,14 @@ def output_dir_lock(out_dir: str, state: Any = None) -> Iterator[None]:
             lock.acquire()
         except Exception as err:  # noqa: BLE001 - raised on every process below
             error = err
+        else:
+            try:
+                check_chunks(out_dir)
+                if check is not None:
+                    check(out_dir)
+            except Exception as err:  # noqa: BLE001 - raised on every process below
+                lock.release()
+                error = err
     _raise_everywhere(state, error)
     try:
         yield

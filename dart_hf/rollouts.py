@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from .schema import ROLLOUT_ENDINGS, ROLLOUT_FIELDS
+from .schema import ROLLOUT_ENDINGS, ROLLOUT_FIELDS, writable_text
 
 if TYPE_CHECKING:
     from .simulation import Rollout
@@ -60,13 +60,13 @@ def rollout_column(drawn: Sequence[Drawn], chosen: Optional[Rollout]) -> dict[st
     """
     values: dict[str, list] = {
         "prefix_index": [r.prefix_index for r, _, _ in drawn],
-        "phase": [phase for _, phase, _ in drawn],
+        "phase": [writable_text(phase) for _, phase, _ in drawn],
         "sample": [j for _, _, j in drawn],
-        "text": [r.completion.text for r, _, _ in drawn],
-        "answer": [r.answer or "" for r, _, _ in drawn],
+        "text": [writable_text(r.completion.text) for r, _, _ in drawn],
+        "answer": [writable_text(r.answer or "") for r, _, _ in drawn],
         "correct": [bool(r.correct) for r, _, _ in drawn],
         "tokens": [r.completion.num_tokens for r, _, _ in drawn],
-        "finish_reason": [r.completion.finish_reason for r, _, _ in drawn],
+        "finish_reason": [writable_text(r.completion.finish_reason) for r, _, _ in drawn],
         "logprob": [float("nan") if r.completion.logprob is None else r.completion.logprob for r, _, _ in drawn],
         "chosen": [chosen is not None and r is chosen for r, _, _ in drawn],
     }

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from .config import DartConfig
 from .example import Example
 from .rollouts import Drawn, count_endings, rollout_column
-from .schema import Action
+from .schema import Action, writable_text
 
 if TYPE_CHECKING:
     from .simulation import Rollout
@@ -39,10 +39,12 @@ def output_row(
 
     `judged` is every continuation judged for the row (they give its token count and endings);
     they are stored in `dart_rollouts` only with `keep_rollouts`. `dart_seconds` and
-    `dart_verify_timeouts` start at zero: the adapter fills them in once the row is done.
+    `dart_verify_timeouts` start at zero: the adapter fills them in once the row is done. Every
+    string goes through `writable_text`, so no text (a server's lone surrogate) can make the
+    dataset writer raise after the row is built.
     """
     n_prefixes = len(steps) + 1
-    return {  # the order of OUTPUT_COLUMNS
+    row = {  # the order of OUTPUT_COLUMNS
         "dart_steps": list(steps),
         "dart_step_success": [float("nan")] * n_prefixes if step_success is None else step_success,
         "dart_step_samples": [0] * n_prefixes if step_samples is None else step_samples,
@@ -61,6 +63,18 @@ def output_row(
         "prompt": context,
         "completion": [{"role": "assistant", "content": solution}],
     }
+    return {name: value if name == "dart_rollouts" else _writable(value) for name, value in row.items()}
+
+
+def _writable(value: Any) -> Any:
+    """`value` with every string in it passed through `writable_text` (strings, lists and dicts of them)."""
+    if isinstance(value, str):
+        return writable_text(value)
+    if isinstance(value, list):
+        return [_writable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _writable(v) for k, v in value.items()}
+    return value
 
 
 def error_row(example: Optional[Example], row: Mapping[str, Any], config: DartConfig, reason: str) -> dict[str, Any]:

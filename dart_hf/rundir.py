@@ -4,6 +4,9 @@ Resuming is only safe when the saved chunks come from the same run: same rows, s
 configuration, same chunking. The manifest records those (`ChunkManifest`), and a resume that does
 not match is refused with one line instead of silently mixing two runs. The lock makes a second run
 on the same directory fail at once instead of racing the first one for the same chunk files.
+
+The manifest is also dart_hf's marker: a `chunks/` folder without one was not written by dart_hf,
+so it is refused, never taken over or removed (`--overwrite_output_dir` included).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import socket
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any, Optional
 
 from .errors import UsageError
@@ -27,6 +31,7 @@ CHUNKS_DIR = "chunks"
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".dart-hf.lock"
 _DISCARDED_PREFIX = ".chunks-discarded-"
+_NEW_CHUNKS_PREFIX = ".chunks-new-"
 _FORMAT = 1
 
 
@@ -45,13 +50,18 @@ class RunLock:
 
     Non-blocking: a second run fails at once with who holds the lock. The kernel drops the lock when
     its process dies, even by SIGKILL, so a killed run never leaves a stale lock behind (the file may
-    stay; the next run takes it over). Re-entrant within a process, so the recipe can hold it across
-    adaptation, output writing and clean-up while `adapt_in_chunks` takes it too. Released, the file
-    is removed while still locked, and a taker checks that the file it locked is still the one at the
-    path, so two runs can never both hold "the" lock.
+    stay; the next run takes it over). Re-entrant within one thread, so the recipe can hold it across
+    adaptation, output writing and clean-up while `adapt_in_chunks` takes it too; another thread of
+    the same process is a second run and is refused like another process (`flock` alone cannot tell
+    them apart: it belongs to the open file, and this process keeps one per directory). Released,
+    the file is removed while still locked, and a taker checks that the file it locked is still the
+    one at the path, so two runs can never both hold "the" lock.
+
+    On a network file system (NFS, Lustre, SMB) `flock` may only exclude processes of the same host:
+    two hosts can then both hold it. Give runs on different hosts different output directories.
     """
 
-    _held: dict[str, list[int]] = {}  # real path -> [fd, depth]
+    _held: dict[str, list[int]] = {}  # real path -> [fd, depth, owning thread's ident]
     _guard = threading.Lock()
 
     def __init__(self, out_dir: str) -> None:
@@ -63,6 +73,12 @@ class RunLock:
         key = os.path.realpath(self.path)
         with self._guard:
             if key in self._held:
+                owner = self._held[key][2]
+                if owner != threading.get_ident():
+                    raise UsageError(
+                        f"output directory {self.out_dir!r} is in use by another run in this process "
+                        f"(thread {_thread_name(owner)}); wait for it to finish or choose another output directory"
+                    )
                 self._held[key][1] += 1
                 return self
             while True:
@@ -86,14 +102,14 @@ class RunLock:
             os.ftruncate(fd, 0)
             stamp = datetime.datetime.now().isoformat(timespec="seconds")
             os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode(), 0)
-            self._held[key] = [fd, 1]
+            self._held[key] = [fd, 1, threading.get_ident()]
         return self
 
     def release(self) -> None:
         key = os.path.realpath(self.path)
         with self._guard:
             entry = self._held.get(key)
-            if entry is None:
+            if entry is None or entry[2] != threading.get_ident():
                 return
             entry[1] -= 1
             if entry[1] == 0:
@@ -111,6 +127,10 @@ class RunLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def _thread_name(ident: int) -> str:
+    return next((t.name for t in threading.enumerate() if t.ident == ident), str(ident))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,15 +228,33 @@ def chunk_folders(root: str) -> list[str]:
     return sorted(name for name in os.listdir(root) if name.isdigit())
 
 
+def check_chunks(out_dir: str) -> None:
+    """Refuse (`UsageError`) a `chunks` entry in `out_dir` that dart_hf did not write (no manifest).
+
+    dart_hf creates its chunks folder with the manifest already inside (`prepare_chunks`), so a
+    `chunks` without one is someone else's: it is never taken over, resumed into or removed.
+    """
+    root = os.path.join(out_dir, CHUNKS_DIR)
+    if os.path.lexists(root) and not (
+        os.path.isdir(root) and not os.path.islink(root) and os.path.isfile(os.path.join(root, MANIFEST_NAME))
+    ):
+        raise UsageError(
+            f"{root} was not written by dart_hf (no {MANIFEST_NAME}: chunks without a manifest are never taken over "
+            "or removed, even with --overwrite_output_dir); move it away or choose another output directory"
+        )
+
+
 def prepare_chunks(out_dir: str, manifest: ChunkManifest, *, overwrite: bool = False) -> str:
     """The chunks folder of `out_dir`, checked against `manifest` (or created with it); returns its path.
 
-    Raises `UsageError` when the folder holds chunks of another run; `overwrite=True` discards
-    them first. Leftovers of an interrupted clean-up are removed.
+    Raises `UsageError` when the folder holds chunks of another run (`overwrite=True` discards
+    them first) or was not written by dart_hf (`check_chunks`; refused even with `overwrite`).
+    Leftovers of an interrupted clean-up are removed.
     """
     root = os.path.join(out_dir, CHUNKS_DIR)
+    check_chunks(out_dir)
     for name in os.listdir(out_dir) if os.path.isdir(out_dir) else []:
-        if name.startswith(_DISCARDED_PREFIX):
+        if name.startswith(_DISCARDED_PREFIX) or name.startswith(_NEW_CHUNKS_PREFIX):
             shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
     if overwrite:
         discard_chunks(out_dir)
@@ -236,15 +274,13 @@ def prepare_chunks(out_dir: str, manifest: ChunkManifest, *, overwrite: bool = F
                 + _START_OVER
             )
         return root
-    if chunk_folders(root):
-        raise UsageError(
-            f"{root} holds chunks without a manifest (an older dart_hf, or another program wrote them); " + _START_OVER
-        )
-    os.makedirs(root, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    # The folder appears with its manifest inside, in one rename: a chunks folder without a manifest
+    # is then never one of ours, even after a kill.
+    os.makedirs(out_dir, exist_ok=True)
+    new = tempfile.mkdtemp(prefix=_NEW_CHUNKS_PREFIX, dir=out_dir)
+    with open(os.path.join(new, MANIFEST_NAME), "w", encoding="utf-8") as fh:
         fh.write(manifest.to_json())
-    os.replace(tmp, path)  # a manifest is there whole or not at all
+    os.rename(new, root)
     return root
 
 
@@ -252,13 +288,51 @@ _START_OVER = "rerun with --overwrite_output_dir (overwrite=True) to discard the
 
 
 def discard_chunks(out_dir: str) -> None:
-    """Remove `out_dir/chunks` atomically: renamed away first, so a kill never leaves half a chunks folder."""
+    """Remove `out_dir/chunks` atomically: renamed away first, so a kill never leaves half a chunks folder.
+
+    Only a chunks folder dart_hf wrote (one with its manifest) is removed; any other is refused.
+    """
     root = os.path.join(out_dir, CHUNKS_DIR)
-    if not os.path.exists(root):
+    if not os.path.lexists(root):
         return
+    check_chunks(out_dir)
     trash = os.path.join(out_dir, f"{_DISCARDED_PREFIX}{uuid.uuid4().hex[:8]}")
     os.replace(root, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+TMP_PREFIX = ".dart-hf-tmp-"
+
+
+def write_atomically(path: str, write: Callable[[str], Any]) -> None:
+    """`write(tmp)` to a fresh temporary name beside `path`, then `os.replace` it onto `path`.
+
+    Readers see the old file or the new one whole, never a truncated one, whatever kills the
+    writer (a crash, a full disk). The temporary name starts with `TMP_PREFIX`, dart_hf's own.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def remove_tmp_leftovers(out_dir: str) -> None:
+    """Remove what a killed `write_atomically` left in `out_dir` (names starting with `TMP_PREFIX` only)."""
+    for name in os.listdir(out_dir) if os.path.isdir(out_dir) else []:
+        if name.startswith(TMP_PREFIX):
+            path = os.path.join(out_dir, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
 
 
 def read_manifest(out_dir: str) -> Optional[ChunkManifest]:

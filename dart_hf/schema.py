@@ -7,6 +7,7 @@ the report, the Hub cards and the trainer read it from this module instead of re
 * `OUTPUT_COLUMNS`, `OUTPUT_FEATURES`, `COLUMN_TYPES`, `COLUMN_DESCRIPTIONS` - the columns added;
 * `ROLLOUT_FIELDS`, `ROLLOUT_PHASES`, `ROLLOUT_ENDINGS` - the parts of `dart_rollouts` and
   `dart_rollout_endings`;
+* `writable_text` - any text as Arrow can store it (every string column written goes through it);
 * `PAPER_*` - the method's reference (title, arXiv id, URL, BibTeX).
 """
 
@@ -192,6 +193,22 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "prompt": "chat prompt: the problem with the instruction the student saw",
     "completion": "assistant turn holding `dart_solution`: what SFT trains on",
 }
+
+
+def writable_text(text: str) -> str:
+    """`text` as Arrow can store it: lone surrogates become U+FFFD, the replacement character.
+
+    A server's JSON may spell a lone surrogate (`"\\ud800"`, valid JSON, never valid UTF-8); Python
+    keeps it in the string and Arrow then refuses the whole batch. A pair spelled as two code points
+    is joined into the one character it encodes.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def columns_markdown() -> str:

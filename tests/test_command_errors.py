@@ -185,6 +185,38 @@ def test_a_second_run_on_a_busy_output_dir_fails_fast(data, tiny_student, tmp_pa
     assert not (out / "dataset").exists()
 
 
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite_output_dir"]])
+def test_folders_dart_hf_did_not_write_are_refused_and_kept(data, tmp_path, overwrite):
+    """The attack: `P/chunks/doc.txt` and `P/dataset/loader.py` used to be deleted by a run that exited 0."""
+    out = tmp_path / "P"
+    (out / "chunks").mkdir(parents=True)
+    (out / "chunks" / "doc.txt").write_text("my notes")
+    (out / "dataset").mkdir()
+    (out / "dataset" / "loader.py").write_text("print('mine')")
+    # A student that cannot load would exit 1: exit 2 shows the refusal came first, before any loading.
+    proc = adapt(data, "no-such-org/no-such-model", out, *overwrite)
+    assert_one_line(proc, 2, "adapt.py", "chunks was not written by dart_hf", "choose another output directory")
+    assert (out / "chunks" / "doc.txt").read_text() == "my notes"
+    assert (out / "dataset" / "loader.py").read_text() == "print('mine')"
+    assert sorted(os.listdir(out)) == ["chunks", "dataset"] and os.listdir(out / "chunks") == ["doc.txt"]
+
+
+def test_an_output_dir_with_foreign_files_is_used_without_touching_them(data, tiny_student, tmp_path):
+    out = tmp_path / "P"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "stats.json").write_text('{"mine": true}')  # at an output's name, not dart_hf's: refused
+    proc = adapt(data, "no-such-org/no-such-model", out)
+    assert_one_line(proc, 2, "adapt.py", "holds stats.json not written by dart_hf")
+    (out / "stats.json").unlink()
+    proc = adapt(data, tiny_student, out)  # other names are simply left alone
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(out)) == sorted(
+        ["notes.txt", "dataset", "dataset.parquet", "stepwise.parquet", "stats.json", "report.html"]
+    )
+
+
 @pytest.mark.parametrize(
     "args, needles",
     [

@@ -286,6 +286,77 @@ def test_write_outputs_writes_the_five_names_consistently(ds, tmp_path):
     assert datasets.load_from_disk(paths["dataset"])["dart_solution"] == ds["dart_solution"]
 
 
+def _foreign(path, name, ds):
+    """Something of the user's at an output's name, as realistic as it gets (a dataset, Parquet, JSON, HTML)."""
+    if name == "dataset":
+        ds.save_to_disk(str(path))  # a saved dataset, but not one dart_hf wrote
+        (path / "loader.py").write_text("print('mine')")
+    elif name.endswith(".parquet"):
+        ds.to_parquet(str(path))
+    elif name == "stats.json":
+        path.write_text(json.dumps({"n_examples": 3, "mine": True}))
+    else:
+        path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>mine</body></html>")
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", OUTPUT_NAMES)
+def test_write_outputs_replaces_only_what_dart_hf_wrote(ds, tmp_path, name):
+    from dart_hf.errors import UsageError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    _foreign(out / name, name, ds)
+    (out / "notes.txt").write_text("not an output name: never touched")
+    before = _snapshot(out)
+    with pytest.raises(UsageError, match=rf"holds {re.escape(name)} not written by dart_hf"):
+        write_outputs(ds, str(out), stats=compute_stats(ds))
+    assert _snapshot(out) == before  # nothing written, nothing removed
+
+    (out / name).rename(tmp_path / "moved")  # once it is out of the way, the outputs are written, and marked
+    write_outputs(ds, str(out), stats=compute_stats(ds))
+    assert sorted(os.listdir(out)) == sorted([*OUTPUT_NAMES, "notes.txt"])
+    assert (out / "notes.txt").read_text() == "not an output name: never touched"
+
+
+def test_outputs_are_written_atomically(ds, tmp_path, monkeypatch):
+    """A full disk or a kill mid-write never leaves a truncated stats.json or report.html behind."""
+    out = tmp_path / "run"
+    write_outputs(ds, str(out), stats=compute_stats(ds))
+    before = _snapshot(out)
+    real_dump = json.dump
+
+    def disk_full(obj, fh, **kwargs):
+        if "stats.json" not in fh.name:
+            return real_dump(obj, fh, **kwargs)
+        fh.write(json.dumps(obj, **kwargs)[:20])
+        fh.flush()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_outputs(ds, str(out), stats=compute_stats(ds))
+    monkeypatch.setattr(json, "dump", real_dump)
+    assert json.loads((out / "stats.json").read_text())["n_examples"] == len(ds)  # the old one, whole
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_NAMES)  # no temporary file left
+
+    real_replace = os.replace
+
+    def killed_before_the_rename(src, dst):
+        if str(dst).endswith("report.html"):
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_before_the_rename)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(ds, compute_stats(ds), str(out / "report.html"))
+    assert (out / "report.html").read_bytes() == before["report.html"]
+    assert sorted(os.listdir(out)) == sorted(OUTPUT_NAMES)
+
+
 def test_report_warns_when_the_student_never_succeeds(tmp_path):
     hopeless = make_row("Too hard.", ["a\n\n", "b"], [0.0, 0.0, 0.0], -1, "imitate", tokens=10, seconds=1.0)
     small = datasets.Dataset.from_list([hopeless])

@@ -240,5 +240,79 @@ def test_a_kill_at_any_file_system_step_leaves_a_directory_the_same_call_resumes
 
 def test_chunks_without_a_manifest_are_not_taken_for_this_run(tmp_path):
     scripted_rows("x").select(range(2)).save_to_disk(str(tmp_path / "chunks" / "00000"))  # e.g. an older dart_hf
-    with pytest.raises(UsageError, match="chunks without a manifest"):
-        adapt_in_chunks(scripted_rows("x"), scripted_adapter(), str(tmp_path), chunk_size=2)
+    for overwrite in (False, True):
+        with pytest.raises(UsageError, match="chunks was not written by dart_hf"):
+            adapt_in_chunks(scripted_rows("x"), scripted_adapter(), str(tmp_path), chunk_size=2, overwrite=overwrite)
+    assert (tmp_path / "chunks" / "00000" / "dataset_info.json").exists()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_folders_dart_hf_did_not_write_are_refused_before_any_generation_and_kept(tmp_path, overwrite):
+    """The attack: P/chunks/doc.txt and P/dataset/loader.py used to be taken over, then deleted."""
+    from dart_hf.report import write_outputs
+    from dart_hf.report.outputs import check_outputs
+    from dart_hf.resumable import output_dir_lock
+
+    (tmp_path / "chunks").mkdir()
+    (tmp_path / "chunks" / "doc.txt").write_text("my notes")
+    (tmp_path / "dataset").mkdir()
+    (tmp_path / "dataset" / "loader.py").write_text("print('mine')")
+    counting = KillAfter(scripted_adapter(), calls=10**6)
+
+    def run():
+        with output_dir_lock(str(tmp_path), check=check_outputs):  # what `dart-hf adapt` does up front
+            return adapt_and_write(
+                scripted_rows("x", 2),
+                counting,
+                str(tmp_path),
+                lambda adapted: write_outputs(adapted, str(tmp_path), stats={}),
+                chunk_size=2,
+                overwrite=overwrite,
+            )
+
+    with pytest.raises(UsageError, match=r"chunks was not written by dart_hf"):
+        run()
+    (tmp_path / "chunks" / "doc.txt").rename(tmp_path / "doc.txt")  # only dataset/ is in the way now
+    (tmp_path / "chunks").rmdir()
+    with pytest.raises(UsageError, match=r"holds dataset not written by dart_hf"):
+        run()
+    assert counting.calls == 10**6, "refused before any generation"
+    assert (tmp_path / "doc.txt").read_text() == "my notes"
+    assert (tmp_path / "dataset" / "loader.py").read_text() == "print('mine')"
+    assert sorted(os.listdir(tmp_path)) == ["dataset", "doc.txt"]  # nothing written, nothing removed
+
+
+def test_a_second_run_in_another_thread_of_the_same_process_is_refused(tmp_path):
+    """The lock used to be re-entrant process-wide: two threads on one output_dir shared `.tmp` paths."""
+    import threading
+
+    inside, go_on, result = threading.Event(), threading.Event(), {}
+
+    class Waits:  # a map function that holds the first run inside its first chunk until told to go on
+        fingerprint, config, backend = scripted_adapter().fingerprint, scripted_adapter().config, None
+
+        def __call__(self, batch):
+            inside.set()
+            assert go_on.wait(60)
+            return scripted_adapter()(batch)
+
+    def first():
+        try:
+            result["first"] = adapt_in_chunks(scripted_rows("t", 4), Waits(), str(tmp_path), chunk_size=2)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            result["first"] = err
+
+    thread = threading.Thread(target=first, name="first-run")
+    thread.start()
+    try:
+        assert inside.wait(60)
+        with pytest.raises(UsageError, match=r"in use by another run in this process \(thread first-run\)"):
+            adapt_in_chunks(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), chunk_size=2)
+        with pytest.raises(UsageError, match="in use by another run in this process"):
+            adapt_and_write(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), lambda a: a, chunk_size=2)
+    finally:
+        go_on.set()
+        thread.join(120)
+    assert isinstance(result["first"], datasets.Dataset), result["first"]  # the first run was not disturbed
+    assert result["first"]["dart_action"] == scripted_rows("t", 4).map(scripted_adapter(), batched=True)["dart_action"]
+    adapt_in_chunks(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), chunk_size=2)  # free again once done

@@ -3,6 +3,7 @@
 Pinned with the scripted backend (tests/scripted.py) and the real math-verify.
 """
 
+import dataclasses
 import math
 
 import datasets
@@ -285,3 +286,50 @@ def test_none_in_a_first_batch_would_stop_the_map():
     ds = datasets.Dataset.from_list([{"i": 0}, {"i": 1}])
     with pytest.raises(TypeError, match="its type in this file is null"):
         ds.map(as_none, batched=True, batch_size=1, writer_batch_size=1, load_from_cache_file=False)
+
+
+# ------------------------------------------------------------------ issue 20 #3: text Arrow cannot store
+class SurrogateBackend(ScriptedBackend):
+    """A server whose (valid JSON) answers hold a lone surrogate, `"\\ud800"`, in every completion."""
+
+    def generate(self, requests):
+        return [
+            [dataclasses.replace(c, text=c.text.replace("student", "stud\ud800ent")) for c in completions]
+            for completions in super().generate(requests)
+        ]
+
+
+def lone_surrogate_rule(scores):
+    raise ValueError("rule broke on \udfff")  # an exception message is written too, into dart_error
+
+
+def surrogate_rows():
+    return datasets.Dataset.from_list([GOOD, {**GOOD, "problem": "What is 7*6?"}])
+
+
+def test_a_lone_surrogate_from_a_server_is_repaired_through_map():
+    out = surrogate_rows().map(
+        adapter(SurrogateBackend(sim=SIM), keep_rollouts=True), batched=True, load_from_cache_file=False
+    )
+    assert out["dart_action"] == ["explore", "explore"]  # rows in = rows out, adapted as before
+    for row in out:
+        assert "stud\ufffdent" in row["dart_solution"][row["dart_student_start"] :]
+        assert row["completion"][0]["content"] == row["dart_solution"]
+        assert all("stud\ufffdent" in text for text in row["dart_rollouts"]["text"])
+
+    rule = surrogate_rows().map(
+        adapter(SurrogateBackend(sim=SIM), gap_rule=lone_surrogate_rule), batched=True, load_from_cache_file=False
+    )
+    assert rule["dart_action"] == ["error", "error"]
+    assert all("rule broke on \ufffd" in reason for reason in rule["dart_error"])
+
+
+def test_a_lone_surrogate_from_a_server_never_stops_the_resumable_writer(tmp_path):
+    from dart_hf.report import compute_stats, write_outputs
+    from dart_hf.resumable import adapt_in_chunks
+
+    out = adapt_in_chunks(surrogate_rows(), adapter(SurrogateBackend(sim=SIM)), str(tmp_path), chunk_size=1)
+    assert out["dart_action"] == ["explore", "explore"]
+    assert all("stud\ufffdent" in solution for solution in out["dart_solution"])
+    paths = write_outputs(out, str(tmp_path), stats=compute_stats(out))
+    assert datasets.load_from_disk(paths["dataset"])["dart_solution"] == out["dart_solution"]

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import jinja2
 
 from ..formatting import MISSING, duration, number
+from ..rundir import write_atomically
 from ..schema import ACTION_MEANINGS, ACTIONS, Action
 from .examples import example_context, pick_examples
 from .plots import CURVE_NUDGE, MAX_CURVES, MAX_LEGEND, feasibility_curves, plot_actions, plot_feasibility, plot_gaps
@@ -25,6 +25,9 @@ from .stats import endings_text, token_cap_warning
 
 #: The template, in `dart_hf/templates/`.
 TEMPLATE = "report.html.j2"
+
+#: The tag in the template's head that marks a report as written by dart_hf (`report.outputs` checks it).
+GENERATOR_META = "<meta name='generator' content='dart_hf'>"
 
 #: Settings worth a glance in the summary table (all of them are in the collapsed full configuration).
 SUMMARY_SETTINGS = (
@@ -161,6 +164,9 @@ def write_report(dataset: Any, stats: Mapping[str, Any], path: str, *, max_examp
     the adapted solution side by side (explore rows first, student-written text highlighted).
     """
     page = render_report(report_context(dataset, stats, max_examples=max_examples))
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(page)
+
+    write_atomically(path, write)  # a crash or a full disk never leaves half a page

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 from ..config import DartConfig
 from ..errors import RunError, UsageError, error_share_failure
-from ._common import parse, run
+from ._common import check_hub_push, check_repo_id, parse, run
 
 logger = logging.getLogger(__name__)
 SUMMARIES = ("line", "table")
@@ -132,6 +132,8 @@ class AdaptScriptArguments:
             raise UsageError(f"--api_key_env {self.api_key_env}: that environment variable is not set")
         if self.server_urls and not self.student:
             raise UsageError("--server_urls needs --student, the model name the servers serve")
+        if self.hub_dataset_id is not None:
+            check_repo_id(self.hub_dataset_id, "--hub_dataset_id")
 
 
 DATACLASS_TYPES = (AdaptScriptArguments, DartConfig)
@@ -204,12 +206,21 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     from ..data import CHAMP, check_columns, load_expert_dataset
     from ..distributed import process_state
     from ..report import compute_stats, write_outputs
+    from ..report.outputs import check_outputs
     from ..resumable import adapt_and_write, output_dir_lock
 
     script_args.check()
     state = process_state()  # before the student loads: it goes to this process's device
     out = script_args.output_dir
-    with output_dir_lock(out, state):  # writable, and ours alone: checked before any generation
+
+    def up_front(out_dir: str) -> None:  # on the main process, once the lock is held
+        check_outputs(out_dir)
+        if script_args.push_to_hub:
+            check_hub_push(script_args.hub_dataset_id, "--hub_dataset_id")
+
+    # Writable, ours alone, nothing in the way that dart_hf did not write, a push that can happen:
+    # checked before anything is loaded or generated.
+    with output_dir_lock(out, state, check=up_front):
         with state.main_process_first():  # the main process fills the datasets cache, the others reuse it
             dataset = load_expert_dataset(
                 script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples

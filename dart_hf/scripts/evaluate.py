@@ -25,14 +25,32 @@ class EvalScriptArguments:
 
     model: str = field(metadata={"help": "Model to evaluate: Hub id, local folder or .gguf file."})
     dataset_name: str = field(metadata={"help": "'champ', a Hub id, a save_to_disk folder or a data file."})
-    dataset_split: str = field(
-        default="test",
-        metadata={"help": "Split of a Hub dataset or DatasetDict folder (single files and datasets are used whole)."},
+    dataset_split: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Split to evaluate (default: 'test' of a Hub dataset or DatasetDict folder; a single file, saved "
+            "dataset, 'champ' or 'planted_gap' is used whole). A split the data does not have is an error."
+        },
     )
     max_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate the first N problems."})
     n_samples: int = field(default=1, metadata={"help": "Samples per problem."})
     ks: list[int] = field(default_factory=lambda: [1], metadata={"help": "k values for pass@k (each <= n_samples)."})
     output_file: str = field(default="outputs/eval.json", metadata={"help": "Where the JSON result is written."})
+
+    def check(self) -> None:
+        """Refuse impossible settings before the model loads or any sample is drawn."""
+        if self.max_samples is not None and self.max_samples < 1:
+            raise UsageError(f"--max_samples must be >= 1, got {self.max_samples}")
+        if self.n_samples < 1:
+            raise UsageError(f"--n_samples must be >= 1, got {self.n_samples}")
+        if not self.ks:
+            raise UsageError("--ks needs at least one k")
+        bad = [k for k in self.ks if not 1 <= k <= self.n_samples]
+        if bad:
+            raise UsageError(
+                f"--ks {' '.join(map(str, bad))}: every k of pass@k must be between 1 and --n_samples "
+                f"({self.n_samples}); sample more with --n_samples or pick smaller k"
+            )
 
 
 DATACLASS_TYPES = (EvalScriptArguments, DartConfig)
@@ -55,7 +73,8 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     from ..data import load_expert_dataset
     from ..evaluation import evaluate_student
 
-    dataset = load_expert_dataset(args.dataset_name, split=args.dataset_split, n=args.max_samples)
+    args.check()
+    dataset = load_expert_dataset(args.dataset_name, split=args.dataset_split, n=args.max_samples, default_split="test")
     result = evaluate_student(
         TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks)
     )
@@ -79,8 +98,7 @@ def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf evaluate") ->
 
     def go() -> dict:
         args, config = parse(make_parser(prog=prog), argv)
-        if args.max_samples is not None and args.max_samples < 1:
-            raise UsageError(f"--max_samples must be >= 1, got {args.max_samples}")
+        args.check()
         return main(args, config)
 
     return run(prog, go)

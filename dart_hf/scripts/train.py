@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from trl import ModelConfig, ScriptArguments
 
-from ..errors import UsageError
+from ..errors import UsageError, one_line
 from ..sft_config import DartSFTConfig
 from ._common import parse, run
 
@@ -81,17 +81,23 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
 
     if script_args.dataset_name is None:
         raise UsageError("`dataset_name` is required (a Hub id, a save_to_disk folder or a data file).")
-    train_dataset = load_split(
-        script_args.dataset_name,
-        script_args.dataset_train_split,
-        script_args.dataset_config,
-        script_args.dataset_streaming,
-    )
+    try:
+        train_dataset = load_split(
+            script_args.dataset_name,
+            script_args.dataset_train_split,
+            script_args.dataset_config,
+            script_args.dataset_streaming,
+        )
+    except (OSError, ValueError, KeyError, datasets.exceptions.DatasetsError) as err:
+        if isinstance(err, UsageError):
+            raise
+        raise UsageError(f"cannot load dataset {script_args.dataset_name!r}: {one_line(err)}") from err
     if script_args.max_train_samples is not None:
         if isinstance(train_dataset, datasets.IterableDataset):
             train_dataset = train_dataset.take(script_args.max_train_samples)
         else:
             train_dataset = train_dataset.select(range(min(script_args.max_train_samples, len(train_dataset))))
+    check_train_rows(train_dataset, script_args.dataset_name, training_args)
     eval_dataset = None
     if training_args.eval_strategy != "no":
         eval_dataset = load_split(
@@ -106,6 +112,7 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
     )
+    check_prompt_lengths(train_dataset, tokenizer, training_args)
     model_init_kwargs = dict(
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
@@ -125,6 +132,11 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
         quantization_config=get_quantization_config(model_args),
     )
 
+    if isinstance(trainer.train_dataset, datasets.Dataset) and len(trainer.train_dataset) == 0:
+        raise UsageError(
+            f"no training row is left after TRL's preparation (max_length={training_args.max_length} may cut "
+            "every completion away); raise --max_length"
+        )
     checkpoint = training_args.resume_from_checkpoint or last_checkpoint
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = train_result.metrics
@@ -151,6 +163,61 @@ def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, mo
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
         trainer.end()
     return trainer
+
+
+def check_train_rows(dataset: Any, name: str, args: DartSFTConfig) -> None:
+    """Refuse, before the model loads, training data with no row or with no row `DartTrainer` would keep."""
+    import datasets
+
+    from ..schema import is_usable
+
+    if not isinstance(dataset, datasets.Dataset):
+        return  # streamed: rows are only known while training
+    if len(dataset) == 0:
+        raise UsageError(f"dataset {name!r} has no rows to train on")
+    columns = dataset.column_names
+    if args.filter_unusable and "dart_action" in columns and "dart_solution" in columns:
+        rows = dataset.select_columns(["dart_action", "dart_solution"])
+        if not any(is_usable(row) for row in rows):
+            actions = sorted(set(rows["dart_action"]))
+            raise UsageError(
+                f"none of the {len(dataset)} rows of {name!r} is usable for training (dart_action: "
+                f"{', '.join(actions)}; usable rows are imitate/explore/fallback with a solution); adapt again"
+            )
+
+
+def check_prompt_lengths(dataset: Any, tokenizer: Any, args: DartSFTConfig) -> None:
+    """Refuse, before the model loads, a `max_length` that every prompt reaches: no completion token would be trained.
+
+    Only for prompt-completion data truncated from the end (`truncation_mode="keep_start"`, TRL's
+    default), where TRL would cut every completion away and then stop with a traceback.
+    """
+    import datasets
+
+    if (
+        not isinstance(dataset, datasets.Dataset)
+        or args.max_length is None
+        or args.truncation_mode != "keep_start"
+        or "prompt" not in dataset.column_names
+        or args.packing
+    ):
+        return
+    shortest = None
+    for prompt in dataset["prompt"]:
+        if isinstance(prompt, str):
+            text = prompt
+        elif isinstance(prompt, list) and getattr(tokenizer, "chat_template", None):
+            text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        else:
+            return  # a shape TRL reads its own way: leave it to TRL
+        n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        shortest = n if shortest is None else min(shortest, n)
+        if shortest < args.max_length:
+            return
+    raise UsageError(
+        f"--max_length {args.max_length} is shorter than every prompt (the shortest has {shortest} tokens): "
+        "no completion token would be trained; raise --max_length"
+    )
 
 
 def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf train") -> int:
