@@ -14,7 +14,7 @@ from .backends.base import GenerationBackend
 from .config import DartConfig
 from .example import Example, ExampleError, parse_example
 from .simulation import sample_from_scratch
-from .verification import Verifier, as_verifier
+from .verifiers import Verifier, as_verifier
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -53,7 +53,7 @@ def evaluate_student(
     """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with math-verify.
 
     `batch_problems` problems share one backend call (and the backend's batches). `verifier`: any
-    [`Verifier`][dart_hf.verification.Verifier]; None: math-verify with `config.verify_timeout`.
+    [`Verifier`][dart_hf.verifiers.Verifier]; None: math-verify with `config.verify_timeout`.
 
     Returns `accuracy` (mean correct fraction over all samples), `pass@k` for each k, counts, cost and
     per-row results. Rows that cannot be read are counted in `errors`, not scored.

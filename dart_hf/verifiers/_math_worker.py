@@ -1,4 +1,4 @@
-"""Worker process behind `dart_hf.verification.MathVerifier`: runs math-verify, answers over pipes.
+"""Worker process behind `dart_hf.verifiers.MathVerifier`: runs math-verify, answers over pipes.
 
 Why a separate process: some inputs keep math-verify (sympy) busy forever, and its SIGALRM timeout
 only works in a main thread. The parent owns the real deadline and kills this process when it is
