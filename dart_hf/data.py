@@ -15,6 +15,7 @@ from .errors import UsageError, one_line
 
 CHAMP = "champ"
 PLANTED_GAP = "planted_gap"
+HUMANEVAL = "humaneval"  # dart_hf.humaneval
 _NUMERIC_ANSWER = re.compile(r"^-?\d+(\.\d+)?(/\d+)?$")
 _FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
@@ -94,11 +95,15 @@ def load_split(
 
 
 def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] = None) -> datasets.Dataset:
-    """`source`: "champ", "planted_gap", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
+    """`source`: "champ", "planted_gap", "humaneval", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id."""
     if n is not None and n < 1:
         raise UsageError(f"the number of rows to adapt must be >= 1, got {n}")
     if source == CHAMP:
         return load_champ(n)
+    if source == HUMANEVAL:
+        from .humaneval import load_humaneval
+
+        return load_humaneval(n)
     if source == PLANTED_GAP:
         from .tasks.planted_gap import PlantedGapTask
 
@@ -111,12 +116,25 @@ def load_expert_dataset(source: str, *, split: str = "train", n: Optional[int] =
         what = (
             ""
             if os.path.exists(source)
-            else "not 'champ' or 'planted_gap', not a local file or folder, and not loadable from the Hub: "
+            else "not 'champ', 'planted_gap' or 'humaneval', not a local file or folder, and not loadable from the Hub: "
         )
         raise UsageError(f"cannot load dataset {source!r}: {what}{one_line(err)}") from err
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))
     return ds
+
+
+def apply_dataset_defaults(source: str, config: DartConfig) -> None:
+    """Settings a built-in dataset needs unless the user set them: its steps column, its gold column."""
+    if source in (CHAMP, HUMANEVAL) and config.steps_column is None:
+        config.steps_column = "steps"
+    if source == HUMANEVAL and config.answer_column == "answer":
+        config.answer_column = "test"
+
+
+def default_verifier(source: str) -> str:
+    """The verifier a dataset is judged with when `--verifier` is not given."""
+    return "code" if source == HUMANEVAL else "math"
 
 
 def check_columns(dataset: datasets.Dataset, config: DartConfig) -> None:

@@ -50,7 +50,7 @@ def evaluate_student(
     progress: bool = True,
     batch_problems: int = 64,
 ) -> dict[str, Any]:
-    """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with math-verify.
+    """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with the verifier.
 
     `batch_problems` problems share one backend call (and the backend's batches). `verifier`: any
     [`Verifier`][dart_hf.verifiers.Verifier]; None: math-verify with `config.verify_timeout`.
@@ -76,7 +76,7 @@ def evaluate_student(
     for first in range(0, len(readable), batch_problems):
         group = readable[first : first + batch_problems]
         drawn = sample_from_scratch([e for _, e in group], n_samples, "eval", backend, verifier, config)
-        for (i, _), rollouts in zip(group, drawn):
+        for (i, e), rollouts in zip(group, drawn):
             if isinstance(rollouts, BaseException):  # a request that failed (HTTP backends): not scored
                 errors += 1
                 per_row[i] = {"correct": None, "error": f"{type(rollouts).__name__}: {rollouts}"}
@@ -85,6 +85,8 @@ def evaluate_student(
             per_row[i] = {
                 "correct": sum(r.correct for r in rollouts),
                 "answers": [r.answer for r in rollouts],
+                "responses": [r.completion.text for r in rollouts],
+                "gold": e.gold,
                 "error": "",
             }
         bar.update(len(group))

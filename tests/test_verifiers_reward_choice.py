@@ -139,3 +139,13 @@ def test_make_verifier_names_and_module_function():
     ]:
         with pytest.raises(UsageError, match=message):
             make_verifier(bad)
+
+
+def test_the_default_verifier_keeps_the_adapters_fingerprint():
+    config = DartConfig(prompt_template=TEMPLATE)
+    backend = ScriptedBackend(sim={})
+    default = DartAdapter(backend, config).fingerprint
+    assert DartAdapter(backend, config, verifier=make_verifier("math", config.verify_timeout)).fingerprint == default
+    assert DartAdapter(backend, config, verifier=make_verifier("math", 9.0)).fingerprint != default
+    assert DartAdapter(backend, config, verifier=make_verifier("code")).fingerprint != default
+    assert DartAdapter(backend, config, verifier=make_verifier("choice")).fingerprint != default
