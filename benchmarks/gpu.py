@@ -341,7 +341,7 @@ class ScriptedVerifier:
         return [self.verify(gold, pred) for gold, pred in pairs]
 
     def judge_many(self, pairs: list[tuple[str, Optional[str]]]) -> list[Any]:
-        from dart_hf.verification import Verdict
+        from dart_hf.verifiers import Verdict
 
         return [Verdict(correct, False) for correct in self.verify_many(pairs)]
 

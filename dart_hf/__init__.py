@@ -5,7 +5,7 @@ from .backends.base import Completion, GenerationBackend, GenerationRequest
 from .config import DartConfig
 from .rollouts import rollout_records
 from .schema import OUTPUT_COLUMNS, Action, is_usable
-from .verification import Verifier
+from .verifiers import MathVerifier, Verifier
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "DartTrainer",
     "GenerationBackend",
     "GenerationRequest",
+    "MathVerifier",
     "is_usable",
     "rollout_records",
     "Verifier",

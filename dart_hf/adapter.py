@@ -36,7 +36,7 @@ from .schema import (  # noqa: F401  (USABLE_ACTIONS, is_usable: re-exported, as
 )
 from .selection import select_continuation
 from .simulation import Rollout, SampleJob, check_prompt_length, run_jobs, simulate, success_rates
-from .verification import MathVerifier, Verifier, as_verifier, verifier_fingerprint
+from .verifiers import MathVerifier, Verifier, as_verifier, verifier_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class DartAdapter:
         batched: whether calls pass a batch (column -> list) or one row. None (default): `Dataset.map`
             tells by the type of what it passes, and a plain dict is read by its shape; set it when
             calling with plain dicts whose every column is list-valued (see `dart_hf.rows.is_batch`).
-        verifier: the judge of final answers, any [`Verifier`][dart_hf.verification.Verifier];
+        verifier: the judge of final answers, any [`Verifier`][dart_hf.verifiers.Verifier];
             None (default): math-verify, as `MathVerifier(timeout=config.verify_timeout)`. It is
             part of the fingerprint, so `datasets` never reuses rows judged by another verifier.
 

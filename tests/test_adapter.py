@@ -252,7 +252,7 @@ def test_a_student_that_cannot_load_is_a_run_error_not_error_rows():
 
 
 def test_a_verifier_worker_that_cannot_start_is_a_run_error(tmp_path, monkeypatch):
-    import dart_hf.verification as verification
+    import dart_hf.verifiers.math as verification
     from dart_hf.errors import RunError
 
     broken = tmp_path / "worker.py"
@@ -295,12 +295,12 @@ class ExactMatch:
     """Judges by exact string equality: "42.0" is not "42" (math-verify says it is)."""
 
     def judge_many(self, pairs):
-        from dart_hf.verification import Verdict
+        from dart_hf.verifiers import Verdict
 
         return [Verdict(pred is not None and pred.strip() == gold.strip()) for gold, pred in pairs]
 
     def inspect_gold(self, gold):
-        from dart_hf.verification import GoldCheck
+        from dart_hf.verifiers import GoldCheck
 
         return GoldCheck("LaTeX gold: exact match would miss equal answers" if "\\" in gold else None)
 
@@ -327,7 +327,7 @@ def test_a_custom_verifier_decides_what_the_adapter_counts_as_correct():
 def test_the_verifier_is_part_of_the_cache_key():
     from datasets.fingerprint import Hasher
 
-    from dart_hf.verification import MathVerifier
+    from dart_hf.verifiers import MathVerifier
 
     config = DartConfig(prompt_template=TEMPLATE)
 
@@ -350,9 +350,9 @@ def test_the_verifier_is_part_of_the_cache_key():
 
 def test_an_object_that_is_not_a_verifier_is_refused_at_once():
     from dart_hf.evaluation import evaluate_student
-    from dart_hf.verification import MathVerifier, Verifier
+    from dart_hf.verifiers import MathVerifier, Verifier
 
-    with pytest.raises(TypeError, match=r"verifier must implement dart_hf\.verification\.Verifier .*object has no"):
+    with pytest.raises(TypeError, match=r"verifier must implement dart_hf\.verifiers\.Verifier .*object has no"):
         DartAdapter(ScriptedBackend(sim=SIM), verifier=object())
 
     class OnlyJudges:
@@ -384,7 +384,7 @@ def test_a_verifier_that_loses_verdicts_stops_the_run():
 def test_a_custom_verifier_that_always_times_out_makes_error_rows():
     class Slow(ExactMatch):
         def judge_many(self, pairs):
-            from dart_hf.verification import Verdict
+            from dart_hf.verifiers import Verdict
 
             return [Verdict(False, pred is not None) for _, pred in pairs]  # no answer: nothing to time out
 

@@ -52,6 +52,7 @@ def test_adapt_reads_the_yaml_and_flags_override_it(tiny_student, tmp_path):
     assert stats["config"]["n_sim"] == 2 and stats["config"]["max_new_tokens"] == 6  # flags win
     assert stats["config"]["seed"] == 7 and stats["config"]["n_explore"] == 0  # the YAML's, where no flag
     assert stats["n_examples"] == len(ROWS)
+    assert stats["verifier"] == "math"  # the default, recorded
 
 
 def test_adapt_bad_yaml_value_is_one_line_exit_2(tmp_path):
@@ -80,6 +81,8 @@ def test_demo_is_adapt_with_presets_that_yaml_and_flags_override(tmp_path):
     script, config = parsed("--dataset", "champ", "--n", "8", "--n_sim", "8", "--out", "x", "--keep_rollouts", "false")
     assert (script.dataset_name, script.max_samples, script.output_dir) == ("champ", 8, "x")
     assert (config.n_sim, config.max_new_tokens, config.keep_rollouts) == (8, 160, False)
+    script, config = parsed("--dataset", "humaneval")
+    assert (script.max_samples, config.max_new_tokens, script.verifier) == (4, 192, None)  # None: 'code' for it
     yaml_file = tmp_path / "demo.yaml"
     yaml_file.write_text("max_new_tokens: 32\nn_sim: 3\n")
     _, config = parsed("--config", str(yaml_file), "--n-sim", "5")

@@ -78,6 +78,8 @@ def adapt(data, student, out, *extra):
         ("missing_gguf", ["GGUF file not found"]),
         ("student_path_missing", ["'/nonexistent' is not a file or folder"]),
         ("n_sim_0", ["DartConfig.n_sim must be an integer >= 1, got 0"]),
+        ("bad_verifier", ["--verifier must be one of math, code, choice or 'module:function', got 'maths'"]),
+        ("verifier_not_importable", ["--verifier no_such_module_q:f: cannot import 'no_such_module_q'"]),
     ],
 )
 def test_adapt_recipe_usage_errors_exit_2_with_one_line(case, needles, data, tiny_student, tmp_path):
@@ -100,6 +102,10 @@ def test_adapt_recipe_usage_errors_exit_2_with_one_line(case, needles, data, tin
             student = "/nonexistent"
         elif case == "n_sim_0":
             extra = ["--n_sim", "0"]
+        elif case == "bad_verifier":
+            extra = ["--verifier", "maths"]
+        elif case == "verifier_not_importable":
+            extra = ["--verifier", "no_such_module_q:f"]
         proc = adapt(data, student, out, *extra)
     assert_one_line(proc, 2, "adapt.py", *needles)
     assert not (out / "dataset").exists()

@@ -61,7 +61,7 @@ def test_evaluate_student_takes_another_verifier():
     import datasets
 
     from dart_hf import DartConfig
-    from dart_hf.verification import GoldCheck, Verdict
+    from dart_hf.verifiers import GoldCheck, Verdict
 
     class ExactMatch:
         def judge_many(self, pairs):
@@ -86,7 +86,7 @@ def test_evaluation_and_the_study_baselines_sample_from_scratch_through_one_help
     from dart_hf.example import parse_example
     from dart_hf.simulation import sample_from_scratch
     from dart_hf.study import conditions
-    from dart_hf.verification import Verdict
+    from dart_hf.verifiers import Verdict
 
     class Judge:
         def judge_many(self, pairs):

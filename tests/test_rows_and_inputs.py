@@ -137,7 +137,7 @@ def test_error_rows_have_the_columns_and_types_of_good_rows():
 
 
 # ------------------------------------------------------------------ #4 math-verify timeouts are not wrong answers
-# Math-Verify issue 65: parses, then sympy never finishes comparing it (see tests/test_verification.py)
+# Math-Verify issue 65: parses, then sympy never finishes comparing it (see tests/test_verifiers_math.py)
 HANGS = r"\dfrac{5^{\left(5^{\left(5^{\left(5^5\right)}\right)} - 4\right)} - 5}{16}"
 WRONG = [F, F, F, F]
 

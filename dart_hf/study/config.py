@@ -42,6 +42,10 @@ class StudyConfig:
         default=0.7, metadata={"help": "Sampling temperature for every condition and the evaluation."}
     )
     max_new_tokens: int = field(default=96, metadata={"help": "Cap per rollout."})
+    verifier: str = field(
+        default="math",
+        metadata={"help": "The judge of answers: 'math', 'code', 'choice' or 'module:function' (docs/verifiers.md)."},
+    )
     gap_rule: str = field(default="drop", metadata={"help": "DART gap rule."})
     gap_margin: float = field(default=0.5, metadata={"help": "DART `drop` margin."})
     early_stop: bool = field(default=True, metadata={"help": "DART cheaper simulation (exact)."})

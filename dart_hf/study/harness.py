@@ -164,8 +164,9 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from ..backends.transformers import TransformersBackend
-    from ..verification import MathVerifier
+    from ..verifiers import make_verifier
 
+    verifier = make_verifier(config.verifier)  # a bad spec is a usage error, before any work
     os.makedirs(config.output_dir, exist_ok=True)
     started = time.perf_counter()
     student = config.student
@@ -174,7 +175,6 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
 
         student = planted_student()
     train, evalset = load_task(config)
-    verifier = MathVerifier()
     device = "cpu" if config.use_cpu else None
     base_backend = TransformersBackend(student, device=device)
     _ = base_backend.model  # load now, so no condition's generation time includes loading the weights

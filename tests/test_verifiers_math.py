@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dart_hf.verification import MathVerifier
+from dart_hf.verifiers import MathVerifier
 
 T, F = True, False
 
@@ -264,3 +264,50 @@ def test_identical_answers_are_equal_without_a_worker(answers):
     expected = [any(not c.isspace() and c != "$" for c in a) for a in answers]  # empty answers are wrong
     assert v.verify_many(pairs) == expected
     assert v._proc is None
+
+
+# ------------------------------------------------------------------ a worker that dies (issue 20, item 9)
+_DYING_WORKER = """
+import json, os, sys
+print(json.dumps({{"ready": True}}), flush=True)
+marker = {marker!r}
+for line in sys.stdin:
+    request = json.loads(line)
+    if {always!r} or not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(9)  # killed mid-request, as by the OOM killer
+    print(json.dumps({{"id": request["id"], "result": True}}), flush=True)
+"""
+
+
+def _dying_worker(tmp_path, monkeypatch, always: bool) -> None:
+    import dart_hf.verifiers.math as math_module
+
+    script = tmp_path / "worker.py"
+    script.write_text(_DYING_WORKER.format(marker=str(tmp_path / "died-once"), always=always))
+    monkeypatch.setattr(math_module, "_WORKER_FILE", str(script))
+
+
+def test_a_worker_killed_once_is_retried_and_the_answer_judged(tmp_path, monkeypatch):
+    _dying_worker(tmp_path, monkeypatch, always=False)
+    with MathVerifier(timeout=5) as v:
+        assert tuple(v.judge_many([("2", "3")])[0]) == (True, False)  # the second worker answered
+        assert (v.timeouts, v.failures) == (0, 0)
+
+
+def test_a_worker_that_keeps_dying_is_no_verdict_and_said_so(tmp_path, monkeypatch):
+    _dying_worker(tmp_path, monkeypatch, always=True)
+    with MathVerifier(timeout=5) as v:
+        assert tuple(v.judge_many([("2", "3")])[0]) == (False, True)
+        assert (v.timeouts, v.failures) == (0, 1)
+        check = v.inspect_gold("7")
+        assert check.timed_out and "worker died" in check.reason and "timed out" not in check.reason
+
+
+def test_a_real_worker_killed_between_requests_is_replaced(verifier):
+    import signal
+
+    assert verifier.verify("1/2", "0.5")
+    os.kill(verifier._proc.pid, signal.SIGKILL)
+    verifier._proc.wait()
+    assert verifier.verify("1/3", "2/6") and verifier.failures == 0

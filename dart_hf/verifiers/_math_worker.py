@@ -1,4 +1,4 @@
-"""Worker process behind `dart_hf.verification.MathVerifier`: runs math-verify, answers over pipes.
+"""Worker process behind `dart_hf.verifiers.MathVerifier`: runs math-verify, answers over pipes.
 
 Why a separate process: some inputs keep math-verify (sympy) busy forever, and its SIGALRM timeout
 only works in a main thread. The parent owns the real deadline and kills this process when it is
@@ -85,6 +85,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         logging.getLogger(name).setLevel(logging.ERROR)
 
     parse_answer = _answer_parser(backstop)
+    # Warm up before saying ready: the lazy set-up of sympy and the parser (over 1 s on a loaded
+    # machine) must not count against the first item's deadline.
+    try:
+        _handle({"op": "verify", "gold": "\\frac{1}{2}", "pred": "0.5"}, parse_answer, backstop)
+    except Exception:  # noqa: BLE001 - a broken install shows on the first real request instead
+        pass
 
     def reply(obj: dict[str, Any]) -> bool:
         try:

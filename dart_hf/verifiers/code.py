@@ -1,0 +1,533 @@
+"""Is a student's program correct? Run it against the row's tests, in a sandboxed child process.
+
+Model-written code is untrusted: it never runs in the adapter's process. Each check writes
+`program + tests (+ check(entry_point))` into a fresh temporary folder and runs it with
+`_sandbox_child.py` (see there for the child's side), which confines it:
+
+- a wall-clock deadline, after which the whole process group is killed (and, in a PID namespace,
+  every process the program started);
+- resource limits: CPU seconds, address space, file size, number of processes, no core dumps;
+- a fresh working directory, removed afterwards; a minimal environment (no tokens, no proxy
+  variables, no `HF_*`); standard input at /dev/null; stdout and stderr captured up to a cap;
+- the network unreachable (a new network namespace) and an unprivileged uid (when started as root)
+  where the machine allows; `sandbox_report()` says what holds here.
+
+A container is the real boundary; this is defence in depth (see docs/verifiers.md). Why a launcher
+script and not `preexec_fn`: checks run from a thread pool, and `preexec_fn` is not safe in a
+process with threads (the child may deadlock before `exec`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import queue
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple, Optional, Union
+
+from .base import Attempt, GoldCheck, Verdict
+
+logger = logging.getLogger(__name__)
+
+_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_child.py")
+_FENCE = re.compile(r"^[ \t]*(`{3,})[ \t]*([\w.+#-]*)[ \t]*$")
+# Sandbox uids when started as root: one per worker slot, far above any real account's, so that the
+# process limit counts one check's processes and a reaper can kill exactly them.
+DEFAULT_UID_BASE = 3_900_000_000
+_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def extract_code(text: Optional[str]) -> Optional[str]:
+    """The content of the last fenced code block of `text` (an unclosed last block counts); None without one."""
+    if not text:
+        return None
+    blocks: list[list[str]] = []
+    inside: Optional[str] = None  # the opening fence's backticks while inside a block
+    for line in text.splitlines():
+        m = _FENCE.match(line)
+        if inside is None:
+            if m:
+                inside = m.group(1)
+                blocks.append([])
+        elif m and not m.group(2) and len(m.group(1)) >= len(inside):
+            inside = None
+        else:
+            blocks[-1].append(line)
+    if not blocks:
+        return None
+    return "\n".join(blocks[-1]) + "\n"
+
+
+class RunResult(NamedTuple):
+    """What one sandboxed run did."""
+
+    passed: bool  # ran to its end and exited 0
+    timed_out: bool  # killed at the deadline, or by a signal (CPU limit, crash): no verdict
+    returncode: Optional[int]
+    output: str  # stdout and stderr together, at most `max_output_bytes` (the end is kept)
+    seconds: float
+    isolation: tuple[str, ...]  # which confinements held ('net', 'pid', 'userns', 'uid', or why none)
+
+
+def _stdlib_readable_by_others(python: str) -> bool:
+    """Can an unprivileged uid run `python` and import its standard library (every folder on the way o+x)?"""
+    try:
+        out = subprocess.run(
+            [
+                python,
+                "-I",
+                "-c",
+                "import sysconfig, sys, json; p = sysconfig.get_paths(); "
+                "print(json.dumps([sys.executable, p['stdlib'], p['platstdlib']]))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_ENV,
+            check=True,
+        ).stdout
+        paths = json.loads(out)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return False
+    for path in paths:
+        path = os.path.realpath(path)
+        while True:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                return False
+            if not mode & 0o001 or not mode & 0o004:  # others may traverse (dirs) / execute, and read
+                return False
+            parent = os.path.dirname(path)
+            if parent == path:
+                break
+            path = parent
+    return True
+
+
+_PYTHON_FOR_UID: dict[str, Optional[str]] = {}
+
+
+def _python_for_uid(preferred: str) -> Optional[str]:
+    """An interpreter an unprivileged uid can use: `preferred` if it can, else a system `python3`; None if none."""
+    if preferred not in _PYTHON_FOR_UID:
+        found = None
+        candidates = [preferred] + [
+            p for p in (shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin"),) if p and p != preferred
+        ]
+        for candidate in candidates:
+            if _stdlib_readable_by_others(candidate):
+                found = candidate
+                break
+        _PYTHON_FOR_UID[preferred] = found
+    return _PYTHON_FOR_UID[preferred]
+
+
+class CodeVerifier:
+    """Judges code by running it against tests in a sandboxed child process.
+
+    The gold of a row is its tests (a Python program that raises when the answer is wrong, as
+    HumanEval's `test`); when the row has an `entry_point` column, `check(<entry_point>)` is called
+    after them. The answer of an attempt is its last fenced code block, or what `extract(text)`
+    returns. A pass is a program that ran to its end and exited 0; a failed assertion or any error
+    is a wrong answer; a deadline overrun or a kill by a signal (CPU limit, crash) is no verdict,
+    counted like a math-verify timeout.
+
+    Args:
+        timeout: wall-clock seconds per check; the process group is killed then.
+        memory_mb: address-space limit of the program's process.
+        cpu_seconds: CPU-time limit (default: the timeout, rounded up).
+        file_size_mb: largest file the program may write.
+        max_processes: processes the program may have at once (itself included).
+        max_output_bytes: how much of stdout + stderr is kept (the rest is read and dropped).
+        workers: checks run at once (a thread pool; each check is its own process).
+        isolate: try network and PID namespaces.
+        sandbox_uid: when this process is root, run programs as this uid + worker slot
+            ("auto": a high unused range; None: never switch users, which leaves root's powers).
+        python: the interpreter that runs programs (default: this one, or a system `python3` when
+            the sandbox uid cannot read this one's standard library).
+        extract: `text -> code or None`, replacing the last-code-block rule.
+        test_column / entry_point_column: the row columns read by `judge_attempts`.
+    """
+
+    instruction = "Write the whole function, signature included, in one ```python code block."
+
+    def __init__(
+        self,
+        timeout: float = 10.0,
+        memory_mb: int = 1024,
+        cpu_seconds: Optional[int] = None,
+        file_size_mb: int = 16,
+        max_processes: int = 16,
+        max_output_bytes: int = 65536,
+        workers: int = 2,
+        isolate: bool = True,
+        sandbox_uid: Union[int, str, None] = "auto",
+        python: Optional[str] = None,
+        extract: Optional[Callable[[str], Optional[str]]] = None,
+        test_column: str = "test",
+        entry_point_column: str = "entry_point",
+        cache_size: int = 10_000,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        for name, value in (
+            ("memory_mb", memory_mb),
+            ("file_size_mb", file_size_mb),
+            ("max_processes", max_processes),
+            ("max_output_bytes", max_output_bytes),
+            ("workers", workers),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if sandbox_uid not in ("auto", None) and not (isinstance(sandbox_uid, int) and sandbox_uid > 0):
+            raise ValueError(f"sandbox_uid must be 'auto', None or a uid > 0, got {sandbox_uid!r}")
+        if extract is not None and not callable(extract):
+            raise ValueError("extract must be a callable `text -> code or None`")
+        self.timeout = float(timeout)
+        self.memory_mb = memory_mb
+        self.cpu_seconds = int(cpu_seconds) if cpu_seconds is not None else max(1, math.ceil(self.timeout))
+        self.file_size_mb = file_size_mb
+        self.max_processes = max_processes
+        self.max_output_bytes = max_output_bytes
+        self.workers = workers
+        self.isolate = bool(isolate)
+        self.sandbox_uid = sandbox_uid
+        self.python = python
+        self.extract = extract
+        self.test_column = test_column
+        self.entry_point_column = entry_point_column
+        self.cache_size = int(cache_size)
+        self.timeouts = 0  # checks stopped by the deadline or killed by a signal
+        self._reset_runtime()
+
+    # ------------------------------------------------------------------ the Verifier protocol
+    def extract_answer(self, text: str) -> Optional[str]:
+        """The code of a response: `extract(text)` when given, else its last fenced code block."""
+        return self.extract(text) if self.extract is not None else extract_code(text)
+
+    def judge_many(self, pairs: Sequence[tuple[str, Optional[str]]]) -> list[Verdict]:
+        """One `Verdict` per `(tests, code)` pair; no code is a wrong answer (never run)."""
+        return self._judge_programs([(code, tests, None) for tests, code in pairs])
+
+    def judge_attempts(self, attempts: Sequence[Attempt]) -> list[Verdict]:
+        """One `Verdict` per attempt: its code, the gold (or the row's test column), the row's entry point."""
+        work = []
+        for a in attempts:
+            tests = a.gold or _text(a.row.get(self.test_column))
+            work.append((a.answer, tests, _text(a.row.get(self.entry_point_column)) or None))
+        return self._judge_programs(work)
+
+    def inspect_gold(self, gold: str) -> GoldCheck:
+        """The tests must be non-empty Python that compiles (compiled here, never run here)."""
+        if not gold or not gold.strip():
+            return GoldCheck("the tests (gold) are empty")
+        try:
+            compile(gold, "tests.py", "exec")
+        except (SyntaxError, ValueError) as err:
+            return GoldCheck(f"the tests (gold) are not valid Python: {type(err).__name__}: {err}"[:300])
+        return GoldCheck(None)
+
+    @property
+    def fingerprint(self) -> str:
+        extract = "last-code-block"
+        if self.extract is not None:
+            extract = f"{getattr(self.extract, '__module__', '?')}.{getattr(self.extract, '__qualname__', '?')}"
+        return (
+            f"timeout={self.timeout!r},memory_mb={self.memory_mb},cpu={self.cpu_seconds},"
+            f"fsize_mb={self.file_size_mb},nproc={self.max_processes},extract={extract},"
+            f"columns={self.test_column}/{self.entry_point_column}"
+        )
+
+    def __repr__(self) -> str:
+        return f"CodeVerifier(timeout={self.timeout:g}, memory_mb={self.memory_mb}, workers={self.workers})"
+
+    # ------------------------------------------------------------------ running programs
+    def run(self, program: str) -> RunResult:
+        """Run one program in the sandbox (what every check does; also for diagnostics)."""
+        slot = self._slots.get()
+        try:
+            return self._run_in_slot(program, slot)
+        finally:
+            self._slots.put(slot)
+
+    def sandbox_report(self) -> dict[str, Any]:
+        """Which confinements hold on this machine (runs one trivial program)."""
+        result = self.run("print('ok')\n")
+        return {
+            "isolation": list(result.isolation),
+            "network_isolated": "net" in result.isolation,
+            "pid_namespace": "pid" in result.isolation,
+            "unprivileged_uid": "uid" in result.isolation or os.geteuid() != 0,
+            "python": self._python(),
+            "works": result.passed,
+        }
+
+    def close(self) -> None:
+        """Nothing to end between checks (each check is its own process); kept for symmetry with MathVerifier."""
+
+    # Pickling ships the settings only: a lock and a queue cannot cross processes.
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        state.pop("timeouts", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.timeouts = 0
+        self._reset_runtime()
+
+    # ------------------------------------------------------------------ internals
+    def _reset_runtime(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: queue.Queue[int] = queue.Queue()
+        for slot in range(self.workers):
+            self._slots.put(slot)
+        self._cache: OrderedDict[str, Verdict] = OrderedDict()
+        self._warned: set[str] = set()
+
+    def _uid(self, slot: int) -> Optional[int]:
+        if os.geteuid() != 0 or self.sandbox_uid is None:
+            return None
+        base = DEFAULT_UID_BASE if self.sandbox_uid == "auto" else int(self.sandbox_uid)
+        return base + slot
+
+    def _python(self) -> str:
+        preferred = self.python or sys.executable
+        if os.geteuid() != 0 or self.sandbox_uid is None:
+            return preferred
+        found = _python_for_uid(preferred)
+        if found is None:
+            self._warn_once(
+                "no interpreter", "no Python interpreter whose standard library an unprivileged uid can read"
+            )
+            return preferred
+        return found
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning("code sandbox: %s (see docs/verifiers.md)", message)
+
+    def _judge_programs(self, work: Sequence[tuple[Optional[str], str, Optional[str]]]) -> list[Verdict]:
+        results: list[Optional[Verdict]] = [None] * len(work)
+        todo: dict[str, list[int]] = {}
+        programs: dict[str, str] = {}
+        for i, (code, tests, entry_point) in enumerate(work):
+            if not code or not code.strip():
+                results[i] = Verdict(False)
+                continue
+            program = build_program(code, tests, entry_point)
+            key = hashlib.sha256(program.encode()).hexdigest()
+            with self._lock:
+                cached = self._cache.get(key)
+            if cached is not None:
+                results[i] = cached
+                continue
+            todo.setdefault(key, []).append(i)
+            programs[key] = program
+        keys = list(todo)
+        if keys:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(keys))) as pool:
+                runs = list(pool.map(lambda k: self.run(programs[k]), keys))
+            for key, run in zip(keys, runs):
+                verdict = Verdict(run.passed, run.timed_out)
+                with self._lock:
+                    if self.cache_size > 0:
+                        self._cache[key] = verdict
+                        if len(self._cache) > self.cache_size:
+                            self._cache.popitem(last=False)
+                for i in todo[key]:
+                    results[i] = verdict
+        return [r if r is not None else Verdict(False) for r in results]
+
+    def _run_in_slot(self, program: str, slot: int) -> RunResult:
+        uid = self._uid(slot)
+        python = self._python()
+        start = time.monotonic()
+        workdir = tempfile.mkdtemp(prefix="dart-code-")
+        read_fd = write_fd = -1
+        proc: Optional[subprocess.Popen] = None
+        try:
+            path = os.path.join(workdir, "program.py")
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(program)
+            if uid is not None:
+                os.chown(workdir, uid, uid)
+                os.chown(path, uid, uid)
+            read_fd, write_fd = os.pipe()
+            env = dict(_ENV, HOME=workdir, TMPDIR=workdir)
+            nonce = secrets.token_hex(16)
+            cfg = {
+                "program": path,
+                "nonce": nonce,
+                "result_fd": write_fd,
+                "uid": uid,
+                "isolate": self.isolate,
+                "limits": {
+                    "cpu_seconds": self.cpu_seconds,
+                    "memory_bytes": self.memory_mb << 20,
+                    "file_size_bytes": self.file_size_mb << 20,
+                    "processes": self.max_processes,
+                },
+            }
+            proc = subprocess.Popen(
+                [python, "-I", _CHILD],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                env=env,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                close_fds=True,
+            )
+            os.close(write_fd)
+            write_fd = -1
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write((json.dumps(cfg) + "\n").encode())
+                proc.stdin.close()
+            except OSError:
+                pass
+            output, result, timed_out = self._collect(proc, proc.stdout.fileno(), read_fd, start + self.timeout)
+        finally:
+            if proc is not None:
+                _kill_group(proc)
+                if proc.stdout is not None:
+                    proc.stdout.close()
+            for fd in (read_fd, write_fd):
+                if fd >= 0:
+                    os.close(fd)
+            shutil.rmtree(workdir, ignore_errors=True)
+        lines = result.decode("utf-8", "replace").splitlines()
+        isolation: tuple[str, ...] = ()
+        if lines:
+            try:
+                isolation = tuple(json.loads(lines[0]).get("isolation", ()))
+            except ValueError:
+                pass
+        if uid is not None and not _uid_gone(uid, 2.0):  # a PID namespace empties itself, a moment after
+            self._reap(python, uid)
+        for note in isolation:
+            if note.startswith("no-namespaces") and note != "no-namespaces: disabled":
+                self._warn_once(
+                    "namespaces", f"network and PID namespaces unavailable ({note}); the network is reachable"
+                )
+        code = proc.returncode if proc is not None else None
+        signaled = code is not None and (code < 0 or code > 128)
+        passed = not timed_out and code == 0 and nonce in lines[1:]
+        if timed_out or signaled:
+            with self._lock:
+                self.timeouts += 1
+        return RunResult(
+            passed=passed,
+            timed_out=timed_out or signaled,
+            returncode=code,
+            output=output.decode("utf-8", "replace"),
+            seconds=time.monotonic() - start,
+            isolation=isolation,
+        )
+
+    def _collect(
+        self, proc: subprocess.Popen, out_fd: int, result_fd: int, deadline: float
+    ) -> tuple[bytes, bytes, bool]:
+        """Read output (keeping the last `max_output_bytes`) and the result pipe until both close or the deadline."""
+        output, result = bytearray(), bytearray()
+        open_fds = {out_fd, result_fd}
+        exited_at: Optional[float] = None
+        while open_fds:
+            now = time.monotonic()
+            if now >= deadline:
+                return bytes(output), bytes(result), True
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > 1.0:
+                break  # the launcher is gone; whatever still holds a pipe is killed with the group
+            ready, _, _ = select.select(list(open_fds), [], [], min(0.2, deadline - now))
+            for fd in ready:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    open_fds.discard(fd)
+                elif fd == out_fd:
+                    output += chunk
+                    if len(output) > self.max_output_bytes:
+                        del output[: len(output) - self.max_output_bytes]
+                elif len(result) < 4096:
+                    result += chunk
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return bytes(output), bytes(result), True
+        return bytes(output), bytes(result), False
+
+    def _reap(self, python: str, uid: int) -> None:
+        """Without a PID namespace, kill whatever the program left behind under its uid."""
+        try:
+            subprocess.run([python, "-I", _CHILD, "--reap", str(uid)], env=_ENV, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError) as err:
+            self._warn_once("reap", f"could not reap uid {uid}: {err}")
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL not delivered
+        logger.warning("code sandbox: process %d did not exit after SIGKILL", proc.pid)
+
+
+def _uid_processes(uid: int) -> list[int]:
+    """Pids of the processes running as `uid` (from /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    pids.append(int(entry))
+            except OSError:
+                continue
+    return pids
+
+
+def _uid_gone(uid: int, wait: float) -> bool:
+    """True once no process runs as `uid`, polled for up to `wait` seconds."""
+    end = time.monotonic() + wait
+    while _uid_processes(uid):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def build_program(code: str, tests: str, entry_point: Optional[str] = None) -> str:
+    """The program a check runs: the code, the tests, then `check(entry_point)` when there is one."""
+    program = code.rstrip() + "\n\n\n" + tests.strip() + "\n"
+    if entry_point:
+        program += f"\n\ncheck({entry_point})\n"
+    return program
+
+
+__all__ = ["CodeVerifier", "RunResult", "build_program", "extract_code"]
