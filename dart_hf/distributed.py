@@ -63,19 +63,23 @@ def process_state(cpu: Optional[bool] = None, timeout_s: float = DEFAULT_TIMEOUT
     return state
 
 
-def finish() -> None:
-    """Wait for every process, then end the run's process group (`destroy_process_group`), if one was started.
+def finish(wait: bool = True) -> None:
+    """Wait for every process (`wait`), then end the run's process group (`destroy_process_group`), if one was started.
 
     Why the barrier: a process with nothing left to do (a resume whose chunks are all done) would
     otherwise tear its group down while the main process is still writing the outputs; a gloo peer
     that vanishes mid-teardown can abort the other, and torchrun then kills the main process before
-    it wrote anything. Every command calls `finish` on every path out (success or error), so the
-    barrier is always met; a process killed outright makes torchrun stop the others anyway.
+    it wrote anything. Commands wait only when they succeeded: every process of a successful run
+    reaches `finish`, so the barrier is met; a process that failed alone (its others may be inside
+    a collective) leaves at once, and torchrun stops the others instead of all of them hanging.
     """
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
-        if dist.get_world_size() > 1:
+        if wait and dist.get_world_size() > 1:
             logger.info("process %d waits for the others before finishing", dist.get_rank())
-            dist.barrier()
+            try:
+                dist.barrier()
+            except Exception as err:  # noqa: BLE001 - a process that failed left early; it reports why
+                logger.warning("process %d: another process left before finishing (%s)", dist.get_rank(), err)
         dist.destroy_process_group()

@@ -308,10 +308,12 @@ def cli(argv: Optional[Sequence[str]] = None, prog: str = "dart-hf adapt") -> in
     """Parse, run, end the process group of a torchrun / accelerate launch run; returns the exit status."""
     from ..distributed import finish
 
+    code: Optional[int] = None
     try:
-        return run(prog, lambda: main(*parse_args(argv, make_parser(prog=prog))))
+        code = run(prog, lambda: main(*parse_args(argv, make_parser(prog=prog))))
+        return code
     finally:
-        finish()
+        finish(wait=code == 0)  # success: wait for the other processes; a failure leaves at once
 
 
 if __name__ == "__main__":  # pragma: no cover
