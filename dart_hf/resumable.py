@@ -62,8 +62,8 @@ def _load_chunks(
 ) -> datasets.Dataset:
     """The finished chunks, in order, as one dataset (rows in = rows out, checked)."""
     parts = [datasets.load_from_disk(os.path.join(root, f"{index:05d}")) for index, _, _ in chunks]
-    if not parts:
-        return dataset.map(adapter, batched=True)  # no rows: let the adapter add its (empty) columns
+    if not parts:  # no rows: let the adapter add its (empty) columns
+        return dataset.map(adapter, batched=True, keep_in_memory=True)
     adapted = datasets.concatenate_datasets(parts)
     if len(adapted) != len(dataset):
         raise RunError(f"{root}: the chunks hold {len(adapted)} rows for {len(dataset)} input rows")
@@ -161,8 +161,14 @@ def adapt_in_chunks(
             done = os.path.join(root, f"{index:05d}")
             if not os.path.isdir(done):
                 chunk = dataset.select(range(start, stop))
+                # In memory: a cache file would land beside the input's own files, in the user's folder.
                 adapted = chunk.map(
-                    adapter, batched=True, batch_size=batch_size, load_from_cache_file=False, desc=f"DART chunk {index}"
+                    adapter,
+                    batched=True,
+                    batch_size=batch_size,
+                    load_from_cache_file=False,
+                    keep_in_memory=True,
+                    desc=f"DART chunk {index}",
                 )
                 _save(adapted, done)
         return _load_chunks(root, chunks, dataset, adapter)

