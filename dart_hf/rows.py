@@ -50,6 +50,7 @@ def output_row(
         "dart_action": str(action),
         "dart_solution": solution,
         "dart_student_start": student_start,
+        "dart_student_sample": student_sample(chosen),
         "dart_answer": gold,
         "dart_tokens_generated": sum(r.completion.num_tokens for r, _, _ in judged),
         "dart_seconds": 0.0,
@@ -61,6 +62,15 @@ def output_row(
         "prompt": context,
         "completion": [{"role": "assistant", "content": solution}],
     }
+
+
+def student_sample(chosen: Optional[Rollout]) -> dict[str, Any]:
+    """The `dart_student_sample` value: what the backend recorded for the continuation in the solution."""
+    if chosen is None:
+        return {"tokens": 0, "logprob": float("nan"), "finish_reason": ""}
+    c = chosen.completion
+    logprob = float("nan") if c.logprob is None else float(c.logprob)
+    return {"tokens": int(c.num_tokens), "logprob": logprob, "finish_reason": str(c.finish_reason)}
 
 
 def error_row(example: Optional[Example], row: Mapping[str, Any], config: DartConfig, reason: str) -> dict[str, Any]:
