@@ -57,6 +57,9 @@ class RowCheck:
     worst_token: str  # the training token of the span with the highest NLL, and that NLL
     worst_token_nll: float
     end_nll: Optional[float]  # NLL of the end-of-turn token the template adds after the text (trained on too)
+    # NLL of every token the template adds after the text (end-of-turn and what follows it, e.g. ChatML's "\n"
+    # after <|im_end|>, which the student never generates but TRL trains on): the rest of `explore_loss`
+    suffix_nll: Optional[float] = None
 
     @property
     def gap(self) -> Optional[float]:
@@ -129,7 +132,7 @@ def check_row(
     after = next((k for k in range(span[-1] + 1, len(ids)) if offsets[k][1] > offsets[k][0]), None)
     stopped = sample.get("finish_reason") == "stop"  # the backend sampled (and counted) the end-of-sequence token too
     first, last = span[0], (after if stopped and after is not None else span[-1])
-    upto = max(last, after if after is not None else last)
+    upto = len(ids) - 1 if after is not None else last  # through the template's suffix: TRL trains on all of it
 
     device = next(model.parameters()).device
     inputs = torch.tensor([ids[: upto + 1]], device=device)
@@ -155,6 +158,7 @@ def check_row(
         worst_token=tokenizer.decode([ids[first + worst]]),
         worst_token_nll=float(compared[worst]),
         end_nll=float(nll[after - first]) if after is not None else None,
+        suffix_nll=float(sum(nll[after - first :])) if after is not None else None,
     )
 
 
@@ -175,9 +179,13 @@ def summarize(checks: Sequence[RowCheck], n_student_rows: int) -> dict[str, Any]
     """The `on_policy` section of `stats.json` from the row checks (JSON-safe; None where nothing was measured)."""
     recorded = [c for c in checks if c.nll_sampled is not None]
     tokens = sum(c.tokens_trained for c in checks)
+    # both means over the same rows: those with a recorded log-prob (all rows when none has one)
+    compared = recorded or list(checks)
+    tokens_compared = sum(c.tokens_trained for c in compared)
     tokens_recorded = sum(c.tokens_sampled for c in recorded)
     disagree = [c for c in checks if c.disagrees]
     ends = [c.end_nll for c in checks if c.end_nll is not None]
+    suffixes = [c.suffix_nll for c in checks if c.suffix_nll is not None]
     order = sorted(checks, key=lambda c: (c.disagrees, abs(c.gap or 0.0), c.worst_token_nll), reverse=True)
     summary = {
         "checked": True,
@@ -185,10 +193,11 @@ def summarize(checks: Sequence[RowCheck], n_student_rows: int) -> dict[str, Any]
         "rows_with_student_text": n_student_rows,
         "unrecorded": len(checks) - len(recorded),
         "tokens": tokens,
-        "nll_per_token_trained": sum(c.nll_trained for c in checks) / tokens if tokens else None,
+        "nll_per_token_trained": sum(c.nll_trained for c in compared) / tokens_compared if tokens_compared else None,
         "nll_per_token_sampled": sum(c.nll_sampled for c in recorded) / tokens_recorded if tokens_recorded else None,
         "mean_abs_gap": sum(abs(c.gap) for c in recorded) / len(recorded) if recorded else None,
         "end_nll_mean": sum(ends) / len(ends) if ends else None,
+        "suffix_nll_mean": sum(suffixes) / len(suffixes) if suffixes else None,
         "disagreeing": len(disagree),
         "tolerance": f"|gap| > {ABS_TOLERANCE:g} nat + {PER_TOKEN_TOLERANCE:g} nat/token, or another token count",
         "worst": [{**asdict(c), "gap": c.gap, "disagrees": c.disagrees} for c in order[:WORST_ROWS]],

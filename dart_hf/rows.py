@@ -65,9 +65,13 @@ def output_row(
 
 
 def student_sample(chosen: Optional[Rollout]) -> dict[str, Any]:
-    """The `dart_student_sample` value: what the backend recorded for the continuation in the solution."""
+    """The `dart_student_sample` value: what the backend recorded for the continuation in the solution.
+
+    No continuation: 0 tokens, log-prob 0.0 (not NaN, so that rows compare equal with `==`); a backend
+    without log-probs: NaN.
+    """
     if chosen is None:
-        return {"tokens": 0, "logprob": float("nan"), "finish_reason": ""}
+        return {"tokens": 0, "logprob": 0.0, "finish_reason": ""}
     c = chosen.completion
     logprob = float("nan") if c.logprob is None else float(c.logprob)
     return {"tokens": int(c.num_tokens), "logprob": logprob, "finish_reason": str(c.finish_reason)}

@@ -178,7 +178,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "dart_student_sample": (
         "how the student's text in `dart_solution` was sampled: its tokens, their mean log-prob under the student "
         "(NaN when the backend gave none) and how it ended; the on-policy check compares them with the training "
-        "format (0, NaN, `''` when the row has no student text)"
+        "format (0, 0.0, `''` when the row has no student text)"
     ),
     "dart_answer": "the gold answer the rollouts were verified against",
     "dart_tokens_generated": "tokens the student generated for this row (simulation + exploration)",

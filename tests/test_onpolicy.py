@@ -56,6 +56,7 @@ def test_planted_student_own_words_are_on_policy_and_the_old_cut_is_flagged(plan
     )
     assert all(abs(c.gap) < 1e-3 and not c.disagrees for c in checks)
     assert all(c.end_nll < 0.1 for c in checks)  # the student does end its turn after "}."
+    assert all(c.suffix_nll >= c.end_nll for c in checks)  # the template's tokens from its end-of-turn on
 
     # what the brace cut used to train on: "\boxed{10}" + end-of-turn, with the log-prob recorded for "}."
     cut = [_row(prompt, p, c, text=c.text[:-1]) for p, c in sampled]

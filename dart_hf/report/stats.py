@@ -27,6 +27,9 @@ GAP_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 #: Rollout endings, as in `dart_rollout_endings`, with the words the report and cards use for them.
 ENDINGS = ROLLOUT_ENDING_MEANINGS
 
+#: Template tokens after the student's end-of-turn are mentioned when they cost more than this (nats) beyond it.
+ABS_NATS = 1.0
+
 #: Share of rollouts ending at the token cap from which the report warns that max_new_tokens is too small.
 TOKEN_CAP_WARNING = 0.25
 
@@ -93,6 +96,12 @@ def on_policy_text(stats: Mapping[str, Any]) -> str | None:
     text += f"; {number(int(check.get('disagreeing') or 0))} disagree ({check.get('tolerance')})"
     if is_num(check.get("end_nll_mean")):
         text += f"; the end-of-turn token after the student's text costs {number(check['end_nll_mean'], 3)} nats"
+    suffix = check.get("suffix_nll_mean")
+    if is_num(suffix) and (not is_num(check.get("end_nll_mean")) or suffix - check["end_nll_mean"] > ABS_NATS):
+        text += (
+            f", all template tokens after it {number(suffix, 2)} nats (tokens after the end of turn, which the "
+            "student never generates, are trained on too)"
+        )
     if check.get("unrecorded"):
         text += f"; {number(int(check['unrecorded']))} without log-probs recorded at sampling (not compared)"
     return text
