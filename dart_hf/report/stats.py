@@ -95,12 +95,12 @@ def on_policy_text(stats: Mapping[str, Any]) -> str | None:
         text += f" vs {number(sampled, 3)} when sampled"
     text += f"; {number(int(check.get('disagreeing') or 0))} disagree ({check.get('tolerance')})"
     if is_num(check.get("end_nll_mean")):
-        text += f"; the end-of-turn token after the student's text costs {number(check['end_nll_mean'], 3)} nats"
+        text += f"; the end-of-turn token after the student's text costs {number(check['end_nll_mean'], 4)} nats"
     suffix = check.get("suffix_nll_mean")
     if is_num(suffix) and (not is_num(check.get("end_nll_mean")) or suffix - check["end_nll_mean"] > ABS_NATS):
         text += (
-            f", all template tokens after it {number(suffix, 2)} nats (tokens after the end of turn, which the "
-            "student never generates, are trained on too)"
+            f", the template's tokens from it to the end {number(suffix, 2)} nats (the template puts tokens after "
+            "the end of turn that the student never generates, and SFT trains on them)"
         )
     if check.get("unrecorded"):
         text += f"; {number(int(check['unrecorded']))} without log-probs recorded at sampling (not compared)"
