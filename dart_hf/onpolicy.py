@@ -186,7 +186,11 @@ def summarize(checks: Sequence[RowCheck], n_student_rows: int) -> dict[str, Any]
     disagree = [c for c in checks if c.disagrees]
     ends = [c.end_nll for c in checks if c.end_nll is not None]
     suffixes = [c.suffix_nll for c in checks if c.suffix_nll is not None]
-    order = sorted(checks, key=lambda c: (c.disagrees, abs(c.gap or 0.0), c.worst_token_nll), reverse=True)
+    # disagreeing rows first, largest gap first; then the rows with the costliest single token (float noise in the
+    # gaps of agreeing rows says nothing)
+    order = sorted(
+        checks, key=lambda c: (c.disagrees, abs(c.gap or 0.0) if c.disagrees else 0.0, c.worst_token_nll), reverse=True
+    )
     summary = {
         "checked": True,
         "rows": len(checks),
