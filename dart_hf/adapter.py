@@ -41,7 +41,7 @@ from .verifiers import MathVerifier, Verifier, as_verifier, verifier_fingerprint
 logger = logging.getLogger(__name__)
 
 #: Bump when a change to the algorithm changes outputs, so `datasets` caches are not reused.
-ALGORITHM_VERSION = "3"  # 3: dart_verify_timeouts; rows whose comparisons all time out are errors
+ALGORITHM_VERSION = "4"  # 4: answers cut at token boundaries, dart_student_sample; 3: dart_verify_timeouts
 
 
 def _config_fingerprint(config: DartConfig) -> str:

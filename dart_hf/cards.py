@@ -166,6 +166,7 @@ def _dataset_context(
 ) -> dict[str, Any]:
     """What `templates/dataset_card.md` shows, computed from `compute_stats` output."""
     from .report import endings_text, token_cap_warning
+    from .report.stats import on_policy_text, on_policy_worst
 
     n = int(stats.get("n_examples") or 0)
     actions = {a: int((stats.get("actions") or {}).get(a, 0) or 0) for a in ACTIONS}
@@ -178,6 +179,9 @@ def _dataset_context(
     by_pos = stats.get("mean_success_by_position") or {}
     counts = stats.get("success_by_position_counts") or {}
     hist = stats.get("gap_histogram") or {}
+    on_policy, worst = on_policy_text(stats), on_policy_worst(stats)
+    check = stats.get("on_policy")
+    on_policy_warning = check.get("warning") if isinstance(check, Mapping) else None
     by_pos_rows = [("mean f_t", *(number(v, 3) for v in by_pos.values()))]
     if counts:
         by_pos_rows.append(("scores pooled", *(number(counts.get(k)) for k in by_pos)))
@@ -218,6 +222,21 @@ def _dataset_context(
             "rows": number(int(timeouts.get("rows") or 0)),
         }
         if isinstance(timeouts, Mapping) and timeouts.get("comparisons")
+        else None,
+        "on_policy": markdown_cell(on_policy) if on_policy else None,
+        "on_policy_warning": markdown_cell(on_policy_warning) if on_policy_warning else None,
+        "on_policy_worst": _table(
+            (
+                "row",
+                "tokens trained / sampled",
+                "NLL trained / sampled (nats)",
+                "gap",
+                "worst token (nats)",
+                "disagrees",
+            ),
+            [tuple(w.values()) for w in worst],
+        )
+        if worst
         else None,
         "errors": "; ".join(f"{number(int(c))} × {markdown_cell(r)}" for r, c in errors.items()),
         "by_position": _table(("t/T", *by_pos), by_pos_rows) if by_pos else None,

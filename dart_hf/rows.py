@@ -52,6 +52,7 @@ def output_row(
         "dart_action": str(action),
         "dart_solution": solution,
         "dart_student_start": student_start,
+        "dart_student_sample": student_sample(chosen),
         "dart_answer": gold,
         "dart_tokens_generated": sum(r.completion.num_tokens for r, _, _ in judged),
         "dart_seconds": 0.0,
@@ -75,6 +76,19 @@ def _writable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _writable(v) for k, v in value.items()}
     return value
+
+
+def student_sample(chosen: Optional[Rollout]) -> dict[str, Any]:
+    """The `dart_student_sample` value: what the backend recorded for the continuation in the solution.
+
+    No continuation: 0 tokens, log-prob 0.0 (not NaN, so that rows compare equal with `==`); a backend
+    without log-probs: NaN.
+    """
+    if chosen is None:
+        return {"tokens": 0, "logprob": 0.0, "finish_reason": ""}
+    c = chosen.completion
+    logprob = float("nan") if c.logprob is None else float(c.logprob)
+    return {"tokens": int(c.num_tokens), "logprob": logprob, "finish_reason": str(c.finish_reason)}
 
 
 def error_row(example: Optional[Example], row: Mapping[str, Any], config: DartConfig, reason: str) -> dict[str, Any]:

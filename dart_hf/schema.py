@@ -117,6 +117,11 @@ OUTPUT_FEATURES = Features(
         "dart_action": Value("string"),
         "dart_solution": Value("string"),
         "dart_student_start": Value("int64"),
+        "dart_student_sample": {
+            "tokens": Value("int64"),
+            "logprob": Value("float64"),
+            "finish_reason": Value("string"),
+        },
         "dart_answer": Value("string"),
         "dart_tokens_generated": Value("int64"),
         "dart_seconds": Value("float64"),
@@ -140,6 +145,7 @@ COLUMN_TYPES: dict[str, str] = {
     "dart_action": "str",
     "dart_solution": "str",
     "dart_student_start": "int",
+    "dart_student_sample": "struct {tokens: int, logprob: float, finish_reason: str}",
     "dart_answer": "str",
     "dart_tokens_generated": "int",
     "dart_seconds": "float",
@@ -170,6 +176,11 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
         "`fallback`, empty when the fallback dropped the row"
     ),
     "dart_student_start": "character offset in `dart_solution` where the student's own text starts; -1 = all expert text",
+    "dart_student_sample": (
+        "how the student's text in `dart_solution` was sampled: its tokens, their mean log-prob under the student "
+        "(NaN when the backend gave none) and how it ended; the on-policy check compares them with the training "
+        "format (0, 0.0, `''` when the row has no student text)"
+    ),
     "dart_answer": "the gold answer the rollouts were verified against",
     "dart_tokens_generated": "tokens the student generated for this row (simulation + exploration)",
     "dart_seconds": (

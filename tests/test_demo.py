@@ -121,6 +121,12 @@ def test_default_demo_shows_dart_acting_on_planted_gaps(tmp_path):
             assert "×" not in row["dart_solution"][start:]
     html = (out / "report.html").read_text()
     assert "<details class='rollouts'" in html
+    # the student's own words are the tokens it sampled: every explore row passes the on-policy check
+    check = json.loads((out / "stats.json").read_text())["on_policy"]
+    explored = [r for r in ds if r["dart_action"] == "explore"]
+    assert check["checked"] and check["rows"] == len(explored) and check["disagreeing"] == 0, check
+    assert all(r["dart_solution"].endswith("}.") for r in explored)  # the closing "}." token is kept whole
+    assert "on-policy check:" in proc.stdout and "on-policy check" in html
 
 
 def test_readme_train_and_evaluate_after_the_demo(tmp_path):

@@ -192,6 +192,42 @@ def test_answer_cut_and_logprobs_parsing():
     assert second.text == "so 4" and second.finish_reason == "length" and second.logprob == pytest.approx(-2.0)
 
 
+def test_answer_cut_keeps_the_whole_closing_token(tiny_student):
+    """A server token "}." that closes the box stays whole: the kept text is the tokens sampled, never half of one."""
+    from transformers import AutoTokenizer
+
+    choice = {
+        "index": 0,
+        "text": r"x = \boxed{4}. Then more",
+        "finish_reason": "length",
+        "logprobs": {
+            "tokens": ["x", " =", r" \boxed{", "4", "}.", " Then", " more"],
+            "token_logprobs": [-1.0, -1.0, -1.0, -1.0, -2.0, -9.0, -9.0],
+        },
+    }
+    backend = OpenAIServerBackend("http://127.0.0.1:9", "m", tokenizer=object())
+    (c,) = backend._completions({"choices": [choice]})
+    assert (c.text, c.num_tokens, c.finish_reason) == (r"x = \boxed{4}.", 5, "answer")
+    assert c.logprob == pytest.approx(-1.2)
+
+    # No server tokens: the boundary comes from the student's tokenizer, and the cut is on one of its token ends
+    tok = AutoTokenizer.from_pretrained(tiny_student)
+    bare = {"index": 0, "text": r"so \boxed{42}. Then more text", "finish_reason": "length"}
+    (c,) = OpenAIServerBackend("http://127.0.0.1:9", "m", tokenizer=tok)._completions({"choices": [bare]})
+    ends = [
+        end for _, end in tok(bare["text"], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    ]
+    brace = bare["text"].index("}") + 1
+    assert c.finish_reason == "answer" and len(c.text) == min(e for e in ends if e >= brace)
+    assert c.text.startswith(r"so \boxed{42}") and c.num_tokens == len(
+        tok(c.text, add_special_tokens=False)["input_ids"]
+    )
+
+    # Neither: never cut inside a token; the text is kept whole, as the server ended it
+    (c,) = backend._completions({"choices": [bare]})
+    assert (c.text, c.finish_reason) == (bare["text"], "length")
+
+
 @pytest.mark.parametrize("bad", ["oops", float("nan"), float("inf"), [1.0], {"x": 1}])
 def test_a_bad_logprob_is_missing_for_that_completion_only(bad):
     backend = OpenAIServerBackend("http://127.0.0.1:9", "m", tokenizer=object())

@@ -21,7 +21,7 @@ from ..schema import ACTION_MEANINGS, ACTIONS, Action
 from .examples import example_context, pick_examples
 from .plots import CURVE_NUDGE, MAX_CURVES, MAX_LEGEND, feasibility_curves, plot_actions, plot_feasibility, plot_gaps
 from .rows import json_safe, read_rows
-from .stats import endings_text, token_cap_warning
+from .stats import endings_text, on_policy_text, on_policy_worst, token_cap_warning
 
 #: The template, in `dart_hf/templates/`.
 TEMPLATE = "report.html.j2"
@@ -71,6 +71,11 @@ def _banner(stats: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _on_policy_warning(stats: Mapping[str, Any]) -> str | None:
+    check = stats.get("on_policy")
+    return (check.get("warning") or None) if isinstance(check, Mapping) else None
+
+
 def _summary(stats: Mapping[str, Any]) -> dict[str, Any]:
     """The summary table's cells, formatted; optional rows are None (or empty) when they do not apply."""
     actions = stats.get("actions") or {}
@@ -109,6 +114,8 @@ def _summary(stats: Mapping[str, Any]) -> dict[str, Any]:
         "verify_timeouts": timeouts,
         "errors": [{"count": number(int(c)), "reason": r} for r, c in list(errors.items())[:5]],
         "config_json": json.dumps(json_safe(config), indent=2, sort_keys=True) if config else None,
+        "on_policy": on_policy_text(stats),
+        "on_policy_worst": on_policy_worst(stats),
     }
 
 
@@ -140,6 +147,7 @@ def report_context(dataset: Any, stats: Mapping[str, Any], *, max_examples: int 
         "banner": _banner(stats),
         "n_examples": number(int(stats.get("n_examples", 0) or 0)),
         "token_cap_warning": token_cap_warning(stats),
+        "on_policy_warning": _on_policy_warning(stats),
         "summary": _summary(stats),
         "figures": figures,
         "action_meanings": [{"name": a, "meaning": ACTION_MEANINGS[a]} for a in ACTIONS],

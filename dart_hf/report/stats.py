@@ -27,6 +27,9 @@ GAP_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
 #: Rollout endings, as in `dart_rollout_endings`, with the words the report and cards use for them.
 ENDINGS = ROLLOUT_ENDING_MEANINGS
 
+#: Template tokens after the student's end-of-turn are mentioned when they cost more than this (nats) beyond it.
+ABS_NATS = 1.0
+
 #: Share of rollouts ending at the token cap from which the report warns that max_new_tokens is too small.
 TOKEN_CAP_WARNING = 0.25
 
@@ -67,6 +70,61 @@ def endings_text(stats: Mapping[str, Any]) -> str | None:
     counts = {k: int(endings.get(k) or 0) for k in ENDINGS}
     parts = [f"{number(counts[k])} {words} ({counts[k] / total:.0%})" for k, words in ENDINGS.items()]
     return f"{number(total)} rollouts: " + ", ".join(parts)
+
+
+def on_policy_text(stats: Mapping[str, Any]) -> str | None:
+    """One line on the on-policy check (`stats["on_policy"]`, from `dart_hf.onpolicy`), or None when it did not run.
+
+    Shared by the HTML report and the dataset card; plain text (escape it for HTML). Its warning is
+    `stats["on_policy"]["warning"]`.
+    """
+    check = stats.get("on_policy")
+    if not isinstance(check, Mapping):
+        return None
+    if not check.get("checked"):
+        return f"not checked: {check.get('reason') or 'unknown reason'}"
+    rows = int(check.get("rows") or 0)
+    if not rows:
+        return "no row has student-written text to check"
+    trained, sampled = check.get("nll_per_token_trained"), check.get("nll_per_token_sampled")
+    text = (
+        f"{number(rows)} rows with student text ({number(int(check.get('tokens') or 0))} tokens) cost the student "
+        f"{number(trained, 3)} nats/token in the training format"
+    )
+    if is_num(sampled):
+        text += f" vs {number(sampled, 3)} when sampled"
+    text += f"; {number(int(check.get('disagreeing') or 0))} disagree ({check.get('tolerance')})"
+    if is_num(check.get("end_nll_mean")):
+        text += f"; the end-of-turn token after the student's text costs {number(check['end_nll_mean'], 4)} nats"
+    suffix = check.get("suffix_nll_mean")
+    if is_num(suffix) and (not is_num(check.get("end_nll_mean")) or suffix - check["end_nll_mean"] > ABS_NATS):
+        text += (
+            f", the template's tokens from it to the end {number(suffix, 2)} nats (the template puts tokens after "
+            "the end of turn that the student never generates, and SFT trains on them)"
+        )
+    if check.get("unrecorded"):
+        text += f"; {number(int(check['unrecorded']))} without log-probs recorded at sampling (not compared)"
+    return text
+
+
+def on_policy_worst(stats: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The worst rows of the on-policy check as formatted cells (row, tokens, NLLs, gap, worst token), worst first."""
+    check = stats.get("on_policy")
+    if not isinstance(check, Mapping) or not check.get("checked"):
+        return []
+    out = []
+    for w in check.get("worst") or []:
+        out.append(
+            {
+                "row": number(w.get("row")),
+                "tokens": f"{number(w.get('tokens_trained'))} / {number(w.get('tokens_sampled'))}",
+                "nll": f"{number(w.get('nll_trained'), 3)} / {number(w.get('nll_sampled'), 3)}",
+                "gap": number(w.get("gap"), 3),
+                "worst_token": f"{w.get('worst_token')!r} ({number(w.get('worst_token_nll'), 2)})",
+                "disagrees": "yes" if w.get("disagrees") else "no",
+            }
+        )
+    return out
 
 
 def token_cap_warning(stats: Mapping[str, Any]) -> str | None:

@@ -20,6 +20,20 @@ def print_line(stats: dict, out: str, num_processes: int) -> None:
         f"actions: {stats['actions']}  tokens: {stats['tokens_generated']}  wall: {stats['wall_seconds']:.0f}s"
         f" ({num_processes} process{'es' if num_processes > 1 else ''}) -> {out}"
     )
+    warning = (stats.get("on_policy") or {}).get("warning")
+    if warning:
+        print(f"WARNING: on-policy check: {warning}")
+
+
+def _print_on_policy(stats: dict) -> None:
+    from ..report.stats import on_policy_text
+
+    text = on_policy_text(stats)
+    if text:
+        print(f"on-policy check: {text}")
+    warning = (stats.get("on_policy") or {}).get("warning")
+    if warning:
+        print(f"WARNING: on-policy check: {warning}")
 
 
 def print_table(adapted: Any, stats: dict, paths: dict) -> None:
@@ -59,4 +73,5 @@ def print_table(adapted: Any, stats: dict, paths: dict) -> None:
         print(f"rollout endings: {endings}")
     if warning:
         print(f"WARNING: {warning}")
+    _print_on_policy(stats)
     print(f"outputs: {os.path.dirname(paths['report.html'])}/ -> open report.html in a browser")

@@ -5,7 +5,8 @@
         --n_sim 4 --push_to_hub --hub_dataset_id my-user/champ-dart-smollm2
 
 Writes `dataset/`, `dataset.parquet`, `stepwise.parquet`, `stats.json` and `report.html` into
-`--output_dir`. Every `DartConfig` field can be set in the YAML file or on the command line (flags
+`--output_dir`; `stats.json["on_policy"]` checks that the student-written text in the rows is what the
+student sampled (`dart_hf.onpolicy`). Every `DartConfig` field can be set in the YAML file or on the command line (flags
 override the YAML). Several processes (one per GPU, or CPU processes) share the work and write the
 same output as one:
 
@@ -215,6 +216,7 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
     """
     from ..data import apply_dataset_defaults, check_columns, default_verifier, load_expert_dataset
     from ..distributed import process_state
+    from ..onpolicy import on_policy_check
     from ..report import compute_stats, write_outputs
     from ..report.outputs import check_outputs
     from ..resumable import adapt_and_write, output_dir_lock
@@ -262,6 +264,8 @@ def main(script_args: AdaptScriptArguments, dart_config: DartConfig) -> Optional
             )
             stats["num_processes"] = state.num_processes
             stats["verifier"] = script_args.verifier
+            # is the student's text in the rows what it sampled? one forward per explored row (dart_hf.onpolicy)
+            stats["on_policy"] = on_policy_check(adapted, adapter.backend)
             paths = write_outputs(adapted, out, stats=stats)
             logger.info("wrote %s", ", ".join(paths))
             return adapted, stats, paths

@@ -80,8 +80,10 @@ class OpenAIServerBackend(ServerTransport):
         transformers_serve_compat: also send `generation_config` (a JSON string with `do_sample`,
             `temperature`, `top_p`), without which `transformers serve` decodes greedily. Servers
             that reject unknown fields (vLLM may, depending on its settings) need `False`.
-        stop_at_answer: cut each text right after its first closed, non-empty `\\boxed{...}`
-            (`finish_reason="answer"`), as [`TransformersBackend`][dart_hf.backends.transformers.TransformersBackend] does.
+        stop_at_answer: cut each text after the token that closes its first non-empty `\\boxed{...}`
+            (`finish_reason="answer"`), as [`TransformersBackend`][dart_hf.backends.transformers.TransformersBackend]
+            does; token boundaries come from the server's log-probs, else from the student's (fast)
+            tokenizer; with neither, the text is kept whole (never cut inside a token).
 
     Attributes:
         base_urls: the server roots as shown (credentials masked).
@@ -211,10 +213,20 @@ class OpenAIServerBackend(ServerTransport):
                 pass
         return len(text.split())
 
+    def _token_ends(self, text: str) -> Optional[list[int]]:
+        """End offsets of the student tokenizer's tokens of `text` (where an answer cut may fall); None without a fast tokenizer."""
+        if self._tokenizer is None and not self._tokenizer_failed:
+            self._count_tokens("")  # loads the tokenizer, or notes that it cannot be loaded
+        try:
+            offsets = self._tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        except Exception:  # no tokenizer, a slow one, or a stand-in: no boundaries known
+            return None
+        return [end for _, end in offsets]
+
     # ------------------------------------------------------------------ requests and responses
 
     def _completions(self, response: dict) -> list[Completion]:
-        return parse_completions(response, self.stop_at_answer, self._count_tokens)
+        return parse_completions(response, self.stop_at_answer, self._count_tokens, self._token_ends)
 
     def _fetch(
         self, request: GenerationRequest, n: int, seed: int, abort: Optional[threading.Event] = None

@@ -38,9 +38,18 @@ def request_body(
     return body
 
 
-def parse_completions(response: dict, stop_at_answer: bool, count_tokens: Callable[[str], int]) -> list[Completion]:
+def parse_completions(
+    response: dict,
+    stop_at_answer: bool,
+    count_tokens: Callable[[str], int],
+    token_ends: Optional[Callable[[str], Optional[list[int]]]] = None,
+) -> list[Completion]:
     """The response's choices as `Completion`s, in choice order, cut after the first answer when `stop_at_answer`.
 
+    The cut falls on a token boundary, after the whole token that closed the answer (`"}."` stays
+    `"}."`), so the text is made of tokens the student sampled: the server's own tokens when its
+    log-probs list them, else `token_ends(text)` (the end offsets of the student tokenizer's tokens
+    of the text: the same tokens unless the server sampled a non-canonical split), else no cut.
     Token counts come from the log-probs when the server sent them, else from `usage` (one uncut
     choice), else from `count_tokens(text)`.
     """
@@ -55,8 +64,13 @@ def parse_completions(response: dict, stop_at_answer: bool, count_tokens: Callab
         if stop_at_answer:
             stopper = AnswerStopper()
             if stopper.feed(text):
-                cut = stopper._scan_from  # just past the closing brace
-                text, reason = text[:cut], "answer"
+                ends = _server_token_ends(choice.get("logprobs"), text)
+                if ends is None and token_ends is not None:
+                    ends = token_ends(text)
+                # just past the closing brace, then on to the end of the token that holds it
+                cut = next((end for end in ends or () if end >= stopper._scan_from), None)
+                if cut is not None:
+                    text, reason = text[:cut], "answer"
         logprob, tok_count = mean_logprob(choice.get("logprobs"), cut)
         if tok_count is not None:
             num_tokens = tok_count
@@ -86,6 +100,18 @@ def unique_choices(choices: list) -> list:
             seen.add(index)
             indexed.append(choice)
     return sorted(indexed, key=lambda c: c["index"]) + loose
+
+
+def _server_token_ends(logprobs: Any, text: str) -> Optional[list[int]]:
+    """End offsets of the server's tokens in `text`, when its log-probs list tokens that spell the text exactly."""
+    tokens = logprobs.get("tokens") if isinstance(logprobs, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens) or "".join(tokens) != text:
+        return None  # absent, or pieces that do not spell the text (e.g. "bytes:\\xe2" for split characters)
+    ends, length = [], 0
+    for tok in tokens:
+        length += len(tok)
+        ends.append(length)
+    return ends
 
 
 def mean_logprob(logprobs: Any, cut: Optional[int]) -> tuple[Optional[float], Optional[int]]:

@@ -50,7 +50,8 @@ class TransformersBackend:
         dtype: default float32 on CPU and bfloat16 on CUDA; a loaded model keeps its dtype unless given.
         batch_size: rows (prompt x sample) decoded together.
         stop_at_answer: stop a row right after its first closed `\\boxed{...}`; the returned text
-            then ends at that closing brace (`finish_reason="answer"`).
+            then ends with the whole token that closed it (`"}."` stays `"}."`: the text is always
+            the tokens the student sampled), `finish_reason="answer"`.
         prefill_tokens: about how many (padded) prompt tokens one prefill forward processes; bounds
             the memory of prompt processing without changing results.
         share_prefix: prompts of a chunk that share a long token prefix (DART's nested prompts of one

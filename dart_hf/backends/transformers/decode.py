@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import torch
 
-from ...answers import AnswerStopper, _boxed_spans
+from ...answers import AnswerStopper
 from ..base import Completion
 from .prefill import Forward, Prefilled
 
@@ -97,13 +97,12 @@ def select_tokens(logits: torch.Tensor, samples: list[Sample]) -> torch.Tensor:
 
 
 def completion(sample: Sample, reason: str, text: str) -> Completion:
-    """The finished sample's `Completion`, from its decoded `text`."""
-    if reason == "answer":
-        # the closing token may carry more ("}." / "}$"): end the text at the brace that closed the
-        # first non-empty box (empty `\\boxed{}` echoes of the instruction do not stop a row)
-        ends = [end for start, end in _boxed_spans(text) if text[start:end].strip()]
-        if ends:
-            text = text[: ends[0] + 1]
+    """The finished sample's `Completion`, from the decoded text of all its tokens.
+
+    A row stopped at its answer keeps the whole token that closed the box, even when that token
+    carries more ("}." / "}$"): cutting inside it would train the student on a token sequence it
+    never sampled (`}` alone, then end-of-turn), which costs it ~15 nats at that token.
+    """
     n = len(sample.tokens)
     return Completion(text=text, num_tokens=n, logprob=sample.logprob_sum / n, finish_reason=reason)
 
