@@ -192,7 +192,9 @@ def main(argv=None) -> int:
     print(HEADER)
     results = run(args)
     best = [r["strategy"] for r in results if r["meets_target"] and r["strategy"] != "grid"]
-    print(f"\nmeets the target (<= 0.25 tokens, >= 0.95 agreement, precision/recall within the grid's): {best or 'none'}")
+    print(
+        f"\nmeets the target (<= 0.25 tokens, >= 0.95 agreement, precision/recall within the grid's): {best or 'none'}"
+    )
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"args": vars(args), "results": results}, f, indent=2)
