@@ -50,7 +50,7 @@ TARGET = dict(token_share=0.25, agreement=0.95)
 def run(args: argparse.Namespace) -> list[dict]:
     student = args.student or planted_student()
     problems = PlantedGapTask().generate(args.n, seed=args.seed)
-    planted = problems["planted_gap"]
+    planted = list(problems["planted_gap"])
     backend = TransformersBackend(student, device="cpu", batch_size=args.batch_size)
     warm_up = DartConfig(**BASE, max_new_tokens=args.max_new_tokens, seed=args.seed)
     problems.select(range(2)).map(DartAdapter(backend, warm_up, progress=False), batched=True, desc="warm-up")
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             desc=label,
         )
         seconds = time.perf_counter() - start
-        detected = out["dart_gap_step"]
+        detected = list(out["dart_gap_step"])
         row = {
             "strategy": label,
             **score_detection(planted, detected),
