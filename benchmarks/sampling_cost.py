@@ -35,6 +35,9 @@ PROFILES = {
     "rising: 0.1 -> 0.9": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9],
     "planted-gap task, gap rows (step 3 of 6)": [0.9, 0.9, 0.9, 0.04, 0.13, 0.13, 1.0],
     "planted-gap task, controls": [0.96] * 7,
+    "long (24 steps), gap at step 9, f recovers at 11": [0.9] * 9 + [0.04, 0.13] + [0.9] * 13 + [1.0],
+    "long (24 steps), gap at step 9, no recovery": [0.9] * 9 + [0.04] * 15 + [1.0],
+    "long (24 steps), no gap: f = 0.95": [0.95] * 25,
 }
 SWITCHES = {
     "(a) early stop": dict(early_stop=True),
