@@ -154,13 +154,14 @@ def plot(results: list[dict], path: str) -> None:
     grid = results[0]
     p_low, p_high = wilson_interval(grid["hits"], grid["n_detected"])
     for ax, (key, title) in zip(axes, [("agreement", "gap agrees with the grid"), ("precision", "precision")]):
-        for r in results:
+        for i, r in enumerate(results):
             n = len(r["gaps"]) if key == "agreement" else r["n_detected"]
             k = r["agree"] if key == "agreement" else r["hits"]
             low, high = wilson_interval(k, n)
             y = k / n
-            ax.errorbar(r["token_share"], y, yerr=[[y - low], [high - y]], fmt="o", capsize=3)
-            ax.annotate(r["strategy"], (r["token_share"], y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            yerr = [[max(y - low, 0)], [max(high - y, 0)]]
+            marker = "osD^v<>"[i % 7]
+            ax.errorbar(r["token_share"], y, yerr=yerr, fmt=marker, color=f"C{i}", capsize=3, label=r["strategy"])
         ax.axvline(TARGET["token_share"], color="grey", linestyle=":", label="target: 0.25 of the tokens")
         if key == "agreement":
             ax.axhline(TARGET["agreement"], color="grey", linestyle="--", label="target: 0.95 agreement")
@@ -169,7 +170,7 @@ def plot(results: list[dict], path: str) -> None:
         ax.set_xlabel("generated tokens / grid's")
         ax.set_title(title)
         ax.set_xlim(0, 1.1)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.suptitle(f"Gap search strategies on {len(grid['gaps'])} planted-gap problems (n_sim 4, one run)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -188,7 +189,15 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=2000, help="outcome grids per synthetic profile")
     parser.add_argument("--out", default="outputs/gap_search.json")
     parser.add_argument("--plot", default="outputs/gap_search.png")
+    parser.add_argument("--replot", action="store_true", help="only redraw --plot (and the table) from --out")
     args = parser.parse_args(argv)
+    if args.replot:
+        with open(args.out) as f:
+            results = json.load(f)["results"]
+        print(HEADER)
+        print("\n".join(line(r, len(r["gaps"])) for r in results))
+        plot(results, args.plot)
+        return 0
     print(HEADER)
     results = run(args)
     best = [r["strategy"] for r in results if r["meets_target"] and r["strategy"] != "grid"]
