@@ -90,6 +90,100 @@ def run(args: argparse.Namespace) -> list[dict]:
     return results
 
 
+def replay(args: argparse.Namespace) -> list[dict]:
+    """Every strategy replayed on the grid's own rollouts: one generation run, then no model at all.
+
+    Sample j after prefix t is seeded by (example, prefix, j) whatever the strategy, so a strategy's
+    draws are the grid's first draws at each prefix: replaying its plan against the grid's recorded
+    outcomes gives the gap and the tokens a live run gives (up to float rounding in batched kernels).
+    Wall time cannot be replayed; it is left out (None).
+    """
+    from dart_hf.gap_search import search_gap
+    from dart_hf.rollouts import rollout_records
+
+    problems = PlantedGapTask().generate(args.n, seed=args.seed)
+    planted = list(problems["planted_gap"])
+    cache = os.path.splitext(args.out)[0] + ".grid.json"
+    if os.path.exists(cache):  # the grid's outcomes from an earlier --replay with the same --out
+        with open(cache) as f:
+            saved = json.load(f)
+        grids = [{int(t): [tuple(x) for x in v] for t, v in g.items()} for g in saved["grids"]]
+        seconds, live_tokens, live_gaps = saved["seconds"], saved["tokens"], saved["gaps"]
+    else:
+        student = args.student or planted_student()
+        backend = TransformersBackend(student, device="cpu", batch_size=args.batch_size)
+        cfg = DartConfig(
+            **BASE, gap_search="grid", keep_rollouts=True, max_new_tokens=args.max_new_tokens, seed=args.seed
+        )
+        start = time.perf_counter()
+        out = problems.map(
+            DartAdapter(backend, cfg, progress=False), batched=True, batch_size=len(problems), desc="grid"
+        )
+        seconds = time.perf_counter() - start
+        grids = []  # per row: t -> [(correct, tokens)] in sample order
+        for value, samples in zip(out["dart_rollouts"], out["dart_step_samples"]):
+            grid = {t: [None] * n for t, n in enumerate(samples)}
+            for r in rollout_records(value):
+                if r["phase"] == "sim":
+                    grid[r["prefix_index"]][r["sample"]] = (r["correct"], r["tokens"])
+            grids.append(grid)
+        live_tokens, live_gaps = sum(out["dart_tokens_generated"]), list(out["dart_gap_step"])
+        os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
+        with open(cache, "w") as f:
+            json.dump({"grids": grids, "seconds": seconds, "tokens": live_tokens, "gaps": live_gaps}, f)
+    results, grid_row = [], None
+    for label, overrides in STRATEGIES:
+        config = DartConfig(**BASE, **overrides, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        detected, tokens, rollouts = [], 0, 0
+        for grid in grids:
+            drawn, gap = _replay_row(search_gap(len(grid) - 1, config), grid)
+            if gap is not None and drawn[gap - 1] < config.n_sim:  # the adapter's top-up before exploring
+                drawn[gap - 1] = config.n_sim
+            detected.append(-1 if gap is None else gap)
+            tokens += sum(tok for t, n in drawn.items() for _, tok in grid[t][:n])
+            rollouts += sum(drawn.values())
+        row = {
+            "strategy": label,
+            **score_detection(planted, detected),
+            "tokens": tokens,
+            "rollouts": rollouts,
+            "seconds": seconds if grid_row is None else None,
+            "gaps": detected,
+        }
+        if grid_row is None:
+            grid_row = row
+            assert tokens == live_tokens and detected == live_gaps, "the replayed grid is the live grid"
+        row["token_share"] = tokens / grid_row["tokens"]
+        row["rollout_share"] = rollouts / grid_row["rollouts"]
+        row["time_share"] = None
+        row["agree"] = sum(a == b for a, b in zip(detected, grid_row["gaps"]))
+        row["disagreements"] = who_was_right(detected, grid_row["gaps"], planted)
+        results.append(row)
+        print(line(row, len(planted)), flush=True)
+    mark_target(results)
+    return results
+
+
+def _replay_row(plan, grid: dict) -> tuple[dict[int, int], object]:
+    """Drive one row's plan against the grid's recorded outcomes; returns rollouts drawn per prefix and the gap."""
+    from dart_hf.backends.base import Completion
+    from dart_hf.simulation import Rollout
+
+    drawn = dict.fromkeys(grid, 0)
+    try:
+        jobs = next(plan)
+        while True:
+            got = []
+            for job in jobs:
+                assert job.first == drawn[job.t], "a strategy continues each prefix's stream"
+                outcomes = grid[job.t][job.first : job.first + job.n]
+                got.append([Rollout(job.t, Completion("", tok), None, ok) for ok, tok in outcomes])
+                drawn[job.t] += job.n
+            jobs = plan.send(got)
+    except StopIteration as stop:
+        return drawn, stop.value[1]
+
+
 def who_was_right(detected: list[int], grid: list[int], planted: list[int]) -> dict[str, int]:
     """Rows where the strategy's gap differs from the grid's, by which of them matches the planted gap."""
     truth = [p if p > 0 else -1 for p in planted]
@@ -136,7 +230,7 @@ def line(r: dict, n_rows: int) -> str:
     d = r["disagreements"]
     return (
         f"| {r['strategy']} | {r['tokens']:,} | {r['token_share']:.2f} | {r['rollout_share']:.2f} | "
-        f"{r['time_share']:.2f} | {_rate(r['agree'], n_rows)} | "
+        f"{_fmt(r['time_share'])} | {_rate(r['agree'], n_rows)} | "
         f"{d['strategy right']} / {d['grid right']} / {d['neither']} | {_rate(r['hits'], r['n_detected'])} | "
         f"{_rate(r['hits'], r['n_planted'])} | {_fmt(r['position_error'])} | "
         f"{r['false_positives']}/{r['n_controls']} |"
@@ -189,6 +283,9 @@ def main(argv=None) -> int:
     parser.add_argument("--trials", type=int, default=2000, help="outcome grids per synthetic profile")
     parser.add_argument("--out", default="outputs/gap_search.json")
     parser.add_argument("--plot", default="outputs/gap_search.png")
+    parser.add_argument(
+        "--replay", action="store_true", help="one grid run with its rollouts kept; every strategy replayed on them"
+    )
     parser.add_argument("--replot", action="store_true", help="only redraw --plot (and the table) from --out")
     args = parser.parse_args(argv)
     if args.replot:
@@ -199,7 +296,7 @@ def main(argv=None) -> int:
         plot(results, args.plot)
         return 0
     print(HEADER)
-    results = run(args)
+    results = replay(args) if args.replay else run(args)
     best = [r["strategy"] for r in results if r["meets_target"] and r["strategy"] != "grid"]
     print(
         f"\nmeets the target (<= 0.25 tokens, >= 0.95 agreement, precision/recall within the grid's): {best or 'none'}"
