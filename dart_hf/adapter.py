@@ -24,6 +24,7 @@ from .backends.base import derive_seed
 from .config import DartConfig
 from .errors import RunError
 from .example import Example, ExampleError, parse_example
+from .gap_search import APPROXIMATE_SEARCHES, gap_search_name, search_gap
 from .prompts import prefix_text
 from .rows import batch_rows, error_row, output_row
 from .schema import (  # noqa: F401  (USABLE_ACTIONS, is_usable: re-exported, as defined here before schema.py)
@@ -35,7 +36,7 @@ from .schema import (  # noqa: F401  (USABLE_ACTIONS, is_usable: re-exported, as
     is_usable,
 )
 from .selection import select_continuation
-from .simulation import Rollout, SampleJob, check_prompt_length, run_jobs, simulate, success_rates
+from .simulation import Rollout, SampleJob, check_prompt_length, run_jobs, success_rates
 from .verifiers import MathVerifier, Verifier, as_verifier, verifier_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ def _config_fingerprint(config: DartConfig) -> str:
     from datasets.fingerprint import Hasher  # callables are hashed by their code, as datasets does
 
     fields = config.to_dict()
+    # fields that change nothing are left out, so configs from before they existed keep their fingerprints
+    if config.gap_search is None:
+        del fields["gap_search"]
+    if gap_search_name(config) not in APPROXIMATE_SEARCHES:
+        del fields["gap_search_probe"]
     for name in ("gap_rule", "splitter"):
         value = getattr(config, name)
         if callable(value) and not isinstance(value, str):
@@ -103,8 +109,8 @@ class DartAdapter:
             raise TypeError(f"batched must be None, True or False, got {batched!r}")
         self.batched = batched
         cfg = self.config
-        if (cfg.early_stop or cfg.adaptive_sampling) and not isinstance(cfg.gap_rule, str):
-            logger.warning("early_stop/adaptive_sampling need a named gap rule; a callable rule gets the full grid")
+        if gap_search_name(cfg) != "grid" and not isinstance(cfg.gap_rule, str):
+            logger.warning("gap_search='certified' needs a named gap rule; a callable rule gets the full grid")
 
     algorithm_version = ALGORITHM_VERSION
 
@@ -239,7 +245,7 @@ class DartAdapter:
         """One row's DART as a plan: yields rounds of sampling jobs, receives their rollouts, returns the row."""
         config = self.config
         n_prefixes = len(example.steps) + 1
-        sim, gap = yield from simulate(len(example.steps), config)
+        sim, gap = yield from search_gap(len(example.steps), config)
         _check_judged(sim, self.verifier)
         scores = success_rates(sim, n_prefixes)
         explored: list[list[Rollout]] = []  # exploration draws, in the order they were sampled
@@ -255,7 +261,7 @@ class DartAdapter:
                 )
             for t in starts:
                 drawn = len(sim[t])
-                if drawn < config.n_sim:  # early stop / adaptive left it short: select among the full grid's candidates
+                if drawn < config.n_sim:  # the gap search left it short: select among the full grid's candidates
                     (more,) = yield [SampleJob(t, config.n_sim - drawn, PHASE_SIM, drawn)]
                     sim[t] += more
                 candidates = [r for r in sim[t] if r.correct]

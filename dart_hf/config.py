@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 GAP_RULES = ("drop", "threshold")
+#: `gap_search` strategies (dart_hf/gap_search.py); None selects one from `early_stop` / `adaptive_sampling`
+GAP_SEARCHES = ("grid", "certified", "sequential", "bisect")
 SELECTIONS = ("logprob", "shortest", "random")
 FALLBACKS = ("expert", "drop", "backoff")
 
@@ -34,7 +36,23 @@ class DartConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass."})
     max_new_tokens: int = field(default=1024, metadata={"help": "Cap on tokens generated per rollout."})
 
-    # Cheaper simulation: both switches return the full grid's gap (scores of unsampled prefixes are NaN)
+    # Gap search: how much of the (T + 1) x n_sim grid to draw (scores of unsampled prefixes are NaN)
+    gap_search: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "'grid' (every prefix, n_sim rollouts each), 'certified' (the grid's gap from fewer rollouts: "
+            "early stop + adaptive sampling), or the approximate 'sequential' / 'bisect' (see dart_hf.gap_search). "
+            "None: 'certified' if early_stop or adaptive_sampling is set (with only that saving), else 'grid'."
+        },
+    )
+    gap_search_probe: int = field(
+        default=1,
+        metadata={
+            "help": "'sequential' / 'bisect': rollouts per prefix drawn before deciding whether to look closer "
+            "(1..n_sim; n_sim makes 'sequential' exact)."
+        },
+    )
+    # The older switches of the certified search (aliases: gap_search=None selects it with only these savings)
     early_stop: bool = field(
         default=False,
         metadata={"help": "Simulate prefixes in order and stop at the first gap (the only one that matters)."},
@@ -154,6 +172,28 @@ class DartConfig:
             _check(self, name, _is_real(value) and 0 < value <= 1, "a number in (0, 1]")
         for name in ("early_stop", "adaptive_sampling", "answer_phrase_fallback"):
             _check(self, name, isinstance(getattr(self, name), bool), "True or False")
+        _check(
+            self,
+            "gap_search",
+            self.gap_search is None or self.gap_search in GAP_SEARCHES,
+            "one of " + ", ".join(repr(name) for name in GAP_SEARCHES) + " or None",
+        )
+        _check(
+            self,
+            "gap_search_probe",
+            _is_int(self.gap_search_probe) and 1 <= self.gap_search_probe <= self.n_sim,
+            f"an integer in 1..n_sim ({self.n_sim})",
+        )
+        if self.gap_search not in (None, "certified") and (self.early_stop or self.adaptive_sampling):
+            raise ValueError(
+                f"DartConfig.early_stop / adaptive_sampling select gap_search='certified'; they cannot be combined "
+                f"with gap_search={self.gap_search!r}"
+            )
+        if self.gap_search in ("sequential", "bisect") and not isinstance(self.gap_rule, str):
+            raise ValueError(
+                f"DartConfig.gap_search={self.gap_search!r} needs a named gap_rule ('drop' or 'threshold'): a "
+                "callable rule cannot be settled from partial counts"
+            )
         rule = self.gap_rule
         _check(
             self,

@@ -163,11 +163,12 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     "dart_steps": "the expert solution cut into steps; `''.join(dart_steps)` is the original text",
     "dart_step_success": (
         "f_0..f_T: fraction of the student's rollouts that reach the gold answer after adopting the first t "
-        "expert steps (NaN = prefix not simulated)"
+        "expert steps, from the rollouts drawn there (NaN = prefix not simulated: the gap search skipped it)"
     ),
     "dart_step_samples": (
-        "rollouts drawn after each prefix (n_sim everywhere for the full grid; fewer with early stop or "
-        "adaptive sampling, which still give the full grid's gap)"
+        "rollouts drawn after each prefix: n_sim everywhere with `gap_search='grid'`, fewer with the other "
+        "strategies (`certified` still gives the grid's gap, `sequential` / `bisect` approximate it), 0 where "
+        "a prefix was not simulated"
     ),
     "dart_gap_step": "1-based index of the imitation gap (the first step the student cannot follow); -1 = none",
     "dart_action": "what DART did with the row: `" + "`, `".join(ACTIONS[:-1]) + f"` or `{ACTIONS[-1]}`",

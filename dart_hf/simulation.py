@@ -1,19 +1,15 @@
 """Step-wise adaptability estimation: the student continues from expert prefixes and is judged by outcome.
 
-The full grid samples `n_sim` rollouts after every prefix t = 0..T. Two switches sample less and
-still give the full grid's gap (see [`certify_gap`][dart_hf.gap.certify_gap]):
-
-- `early_stop`: prefixes in order, stop at the first gap;
-- `adaptive_sampling`: rounds of `sim_round_size` rollouts, a prefix stops once more samples
-  cannot change the decision.
+The full grid samples `n_sim` rollouts after every prefix t = 0..T; the gap search strategies in
+[`dart_hf.gap_search`][dart_hf.gap_search] draw less of it (`DartConfig.gap_search`).
 
 Samples are seeded per (example, phase, prefix, sample index), so a round that continues a prefix's
-stream draws exactly the samples the full grid would have drawn there.
+stream draws exactly the samples the full grid would have drawn there, whatever the strategy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Union
 
@@ -21,7 +17,6 @@ from .backends.base import Completion, GenerationBackend, GenerationRequest, Req
 from .config import DartConfig
 from .errors import RunError
 from .example import Example, ExampleError
-from .gap import certify_gap, find_gap
 from .prompts import prefix_text, render_prompt
 from .schema import PHASE_SIM
 from .verifiers.base import Attempt, answer_of, judge_attempts
@@ -140,40 +135,15 @@ def sample_from_scratch(
     return [None if e is None else next(got) for e in examples]
 
 
-SimulationPlan = Generator[list[SampleJob], list[list[Rollout]], tuple[dict[int, list[Rollout]], Optional[int]]]
+def simulate(n_steps: int, config: DartConfig):
+    """Plan the simulation of one example with `config.gap_search` ([`search_gap`][dart_hf.gap_search.search_gap]).
 
-
-def simulate(n_steps: int, config: DartConfig) -> SimulationPlan:
-    """Plan the simulation of one example: yields rounds of jobs, receives their rollouts.
-
-    Returns the rollouts per prefix and the first gap (1-based step index, or None). With both
-    switches off (or a user-callable gap rule, which cannot be certified from partial counts) this
-    is the full grid in a single round.
+    Yields rounds of jobs, receives their rollouts; returns the rollouts per prefix and the first gap
+    (1-based step index, or None).
     """
-    n, n_prefixes = config.n_sim, n_steps + 1
-    sim: dict[int, list[Rollout]] = {t: [] for t in range(n_prefixes)}
-    certifiable = isinstance(config.gap_rule, str)
-    if not certifiable or not (config.early_stop or config.adaptive_sampling):
-        jobs = [SampleJob(t, n) for t in range(n_prefixes)]
-        for job, got in zip(jobs, (yield jobs)):
-            sim[job.t] = list(got)
-        scores = success_rates(sim, n_prefixes)
-        return sim, find_gap(scores, config.gap_rule, config.gap_margin, config.gap_threshold)
+    from .gap_search import search_gap  # the strategies build on SampleJob and Rollout, defined here
 
-    round_size = config.sim_round_size if config.adaptive_sampling else n
-    while True:
-        counts = [(sum(r.correct for r in sim[t]), len(sim[t])) for t in range(n_prefixes)]
-        decided, gap, open_pairs = certify_gap(
-            counts, n, config.gap_rule, config.gap_margin, config.gap_threshold, first_only=config.early_stop
-        )
-        if decided:
-            return sim, gap
-        prefixes = sorted({p for t in open_pairs for p in (t - 1, t) if len(sim[p]) < n})
-        if not prefixes:  # pragma: no cover - full counts always decide a pair
-            raise RuntimeError(f"gap undecided with all samples drawn: {counts}")
-        jobs = [SampleJob(p, min(round_size, n - len(sim[p])), PHASE_SIM, len(sim[p])) for p in prefixes]
-        for job, got in zip(jobs, (yield jobs)):
-            sim[job.t].extend(got)
+    return search_gap(n_steps, config)
 
 
 def success_rates(rollouts: dict[int, list[Rollout]], n_prefixes: int) -> list[float]:

@@ -1,0 +1,318 @@
+"""Gap search strategies (`DartConfig.gap_search`) against the full grid and against planted truth.
+
+    python benchmarks/gap_search.py                      # 100 planted-gap problems + synthetic profiles
+    python benchmarks/gap_search.py --n 40 --trials 300  # quicker
+
+Every strategy adapts the same planted-gap problems (`dart_hf.tasks.PlantedGapTask`) with the same
+shipped student and seed, in one run, so each row's samples come from the same seeded streams: a
+strategy's gap compares with the grid's row by row. For each strategy it reports generated tokens and
+wall time as a share of the grid's, the share of rows whose gap agrees with the grid's (and, for the
+rows that disagree, who was right against the planted truth), precision / recall / position error
+against the planted gap with Wilson intervals, and false positives on control problems. Then the
+same strategies on synthetic success-rate profiles (`benchmarks/sampling_cost.py`). Prints Markdown
+tables, writes the raw numbers to --out and a plot of token share against agreement and precision to
+--plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+try:
+    import dart_hf  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from dart_hf import DartAdapter, DartConfig
+from dart_hf.backends.transformers import TransformersBackend
+from dart_hf.study.stats import wilson_interval
+from dart_hf.tasks.planted_gap import PlantedGapTask, score_detection
+from dart_hf.tasks.student import planted_student
+
+BASE = dict(n_sim=4, temperature=0.7, gap_rule="drop", gap_margin=0.5, n_explore=0)
+
+#: (label, DartConfig overrides); the grid comes first: every other row is measured against it
+STRATEGIES = [
+    ("grid", dict(gap_search="grid")),
+    ("certified", dict(gap_search="certified")),
+    ("sequential", dict(gap_search="sequential")),
+    ("sequential, probe 2", dict(gap_search="sequential", gap_search_probe=2)),
+    ("bisect", dict(gap_search="bisect")),
+    ("bisect, probe 2", dict(gap_search="bisect", gap_search_probe=2)),
+]
+TARGET = dict(token_share=0.25, agreement=0.95)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    student = args.student or planted_student()
+    problems = PlantedGapTask().generate(args.n, seed=args.seed)
+    planted = list(problems["planted_gap"])
+    backend = TransformersBackend(student, device="cpu", batch_size=args.batch_size)
+    warm_up = DartConfig(**BASE, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    problems.select(range(2)).map(DartAdapter(backend, warm_up, progress=False), batched=True, desc="warm-up")
+    results, grid = [], None  # the student is loaded and warm: no strategy pays for it
+    for label, overrides in STRATEGIES:
+        if args.only and label not in args.only and label != "grid":
+            continue
+        cfg = DartConfig(**BASE, **overrides, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        start = time.perf_counter()
+        out = problems.map(
+            DartAdapter(backend, cfg, progress=False),
+            batched=True,
+            batch_size=len(problems),
+            load_from_cache_file=False,
+            desc=label,
+        )
+        seconds = time.perf_counter() - start
+        detected = list(out["dart_gap_step"])
+        row = {
+            "strategy": label,
+            **score_detection(planted, detected),
+            "tokens": sum(out["dart_tokens_generated"]),
+            "rollouts": sum(sum(s) for s in out["dart_step_samples"]),
+            "seconds": seconds,
+            "gaps": detected,
+        }
+        if grid is None:
+            grid = row
+        row["token_share"] = row["tokens"] / grid["tokens"]
+        row["rollout_share"] = row["rollouts"] / grid["rollouts"]
+        row["time_share"] = seconds / grid["seconds"]
+        row["agree"] = sum(a == b for a, b in zip(detected, grid["gaps"]))
+        row["disagreements"] = who_was_right(detected, grid["gaps"], planted)
+        results.append(row)
+        print(line(row, len(planted)), flush=True)
+    mark_target(results)
+    return results
+
+
+def replay(args: argparse.Namespace) -> list[dict]:
+    """Every strategy replayed on the grid's own rollouts: one generation run, then no model at all.
+
+    Sample j after prefix t is seeded by (example, prefix, j) whatever the strategy, so a strategy's
+    draws are the grid's first draws at each prefix: replaying its plan against the grid's recorded
+    outcomes gives the gap and the tokens a live run gives (up to float rounding in batched kernels).
+    Wall time cannot be replayed; it is left out (None).
+    """
+    from dart_hf.gap_search import search_gap
+    from dart_hf.rollouts import rollout_records
+
+    problems = PlantedGapTask().generate(args.n, seed=args.seed)
+    planted = list(problems["planted_gap"])
+    cache = os.path.splitext(args.out)[0] + ".grid.json"
+    if os.path.exists(cache):  # the grid's outcomes from an earlier --replay with the same --out
+        with open(cache) as f:
+            saved = json.load(f)
+        grids = [{int(t): [tuple(x) for x in v] for t, v in g.items()} for g in saved["grids"]]
+        seconds, live_tokens, live_gaps = saved["seconds"], saved["tokens"], saved["gaps"]
+    else:
+        student = args.student or planted_student()
+        backend = TransformersBackend(student, device="cpu", batch_size=args.batch_size)
+        cfg = DartConfig(
+            **BASE, gap_search="grid", keep_rollouts=True, max_new_tokens=args.max_new_tokens, seed=args.seed
+        )
+        start = time.perf_counter()
+        out = problems.map(
+            DartAdapter(backend, cfg, progress=False), batched=True, batch_size=len(problems), desc="grid"
+        )
+        seconds = time.perf_counter() - start
+        grids = []  # per row: t -> [(correct, tokens)] in sample order
+        for value, samples in zip(out["dart_rollouts"], out["dart_step_samples"]):
+            grid = {t: [None] * n for t, n in enumerate(samples)}
+            for r in rollout_records(value):
+                if r["phase"] == "sim":
+                    grid[r["prefix_index"]][r["sample"]] = (r["correct"], r["tokens"])
+            grids.append(grid)
+        live_tokens, live_gaps = sum(out["dart_tokens_generated"]), list(out["dart_gap_step"])
+        os.makedirs(os.path.dirname(cache) or ".", exist_ok=True)
+        with open(cache, "w") as f:
+            json.dump({"grids": grids, "seconds": seconds, "tokens": live_tokens, "gaps": live_gaps}, f)
+    results, grid_row = [], None
+    for label, overrides in STRATEGIES:
+        config = DartConfig(**BASE, **overrides, max_new_tokens=args.max_new_tokens, seed=args.seed)
+        detected, tokens, rollouts = [], 0, 0
+        for grid in grids:
+            drawn, gap = _replay_row(search_gap(len(grid) - 1, config), grid)
+            if gap is not None and drawn[gap - 1] < config.n_sim:  # the adapter's top-up before exploring
+                drawn[gap - 1] = config.n_sim
+            detected.append(-1 if gap is None else gap)
+            tokens += sum(tok for t, n in drawn.items() for _, tok in grid[t][:n])
+            rollouts += sum(drawn.values())
+        row = {
+            "strategy": label,
+            **score_detection(planted, detected),
+            "tokens": tokens,
+            "rollouts": rollouts,
+            "seconds": seconds if grid_row is None else None,
+            "gaps": detected,
+        }
+        if grid_row is None:
+            grid_row = row
+            assert tokens == live_tokens and detected == live_gaps, "the replayed grid is the live grid"
+        row["token_share"] = tokens / grid_row["tokens"]
+        row["rollout_share"] = rollouts / grid_row["rollouts"]
+        row["time_share"] = None
+        row["agree"] = sum(a == b for a, b in zip(detected, grid_row["gaps"]))
+        row["disagreements"] = who_was_right(detected, grid_row["gaps"], planted)
+        results.append(row)
+        print(line(row, len(planted)), flush=True)
+    mark_target(results)
+    return results
+
+
+def _replay_row(plan, grid: dict) -> tuple[dict[int, int], object]:
+    """Drive one row's plan against the grid's recorded outcomes; returns rollouts drawn per prefix and the gap."""
+    from dart_hf.backends.base import Completion
+    from dart_hf.simulation import Rollout
+
+    drawn = dict.fromkeys(grid, 0)
+    try:
+        jobs = next(plan)
+        while True:
+            got = []
+            for job in jobs:
+                assert job.first == drawn[job.t], "a strategy continues each prefix's stream"
+                outcomes = grid[job.t][job.first : job.first + job.n]
+                got.append([Rollout(job.t, Completion("", tok), None, ok) for ok, tok in outcomes])
+                drawn[job.t] += job.n
+            jobs = plan.send(got)
+    except StopIteration as stop:
+        return drawn, stop.value[1]
+
+
+def who_was_right(detected: list[int], grid: list[int], planted: list[int]) -> dict[str, int]:
+    """Rows where the strategy's gap differs from the grid's, by which of them matches the planted gap."""
+    truth = [p if p > 0 else -1 for p in planted]
+    diff = [(d, g, p) for d, g, p in zip(detected, grid, truth) if d != g]
+    return {
+        "strategy right": sum(d == p for d, _, p in diff),
+        "grid right": sum(g == p for _, g, p in diff),
+        "neither": sum(d != p and g != p for d, g, p in diff),
+    }
+
+
+def mark_target(results: list[dict]) -> None:
+    """The issue's bar: <= 0.25 of the grid's tokens, >= 0.95 agreement, precision and recall inside or above
+    the grid's intervals (point estimate >= the grid's lower bound)."""
+    grid = results[0]
+    p_low = wilson_interval(grid["hits"], grid["n_detected"])[0]
+    r_low = wilson_interval(grid["hits"], grid["n_planted"])[0]
+    for r in results:
+        r["meets_target"] = bool(
+            r["token_share"] <= TARGET["token_share"]
+            and r["agree"] / len(r["gaps"]) >= TARGET["agreement"]
+            and r["precision"] >= p_low
+            and r["recall"] >= r_low
+        )
+
+
+def _rate(k: int, n: int) -> str:
+    low, high = wilson_interval(k, n)
+    return "—" if not n else f"{k / n:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def _fmt(x, digits=2) -> str:
+    return "—" if x is None or x != x else f"{x:.{digits}f}"
+
+
+HEADER = (
+    "| strategy | tokens | tokens / grid | rollouts / grid | wall time / grid | gaps agree with grid [95% CI] "
+    "| disagreements: strategy right / grid right / neither | precision [95% CI] | recall [95% CI] "
+    "| position error | false positives on controls |\n|---|---:|---:|---:|---:|---|---|---|---|---:|---:|"
+)
+
+
+def line(r: dict, n_rows: int) -> str:
+    d = r["disagreements"]
+    return (
+        f"| {r['strategy']} | {r['tokens']:,} | {r['token_share']:.2f} | {r['rollout_share']:.2f} | "
+        f"{_fmt(r['time_share'])} | {_rate(r['agree'], n_rows)} | "
+        f"{d['strategy right']} / {d['grid right']} / {d['neither']} | {_rate(r['hits'], r['n_detected'])} | "
+        f"{_rate(r['hits'], r['n_planted'])} | {_fmt(r['position_error'])} | "
+        f"{r['false_positives']}/{r['n_controls']} |"
+    )
+
+
+def plot(results: list[dict], path: str) -> None:
+    """Token share (x) against agreement with the grid and precision (y), one point pair per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    grid = results[0]
+    p_low, p_high = wilson_interval(grid["hits"], grid["n_detected"])
+    for ax, (key, title) in zip(axes, [("agreement", "gap agrees with the grid"), ("precision", "precision")]):
+        for i, r in enumerate(results):
+            n = len(r["gaps"]) if key == "agreement" else r["n_detected"]
+            k = r["agree"] if key == "agreement" else r["hits"]
+            low, high = wilson_interval(k, n)
+            y = k / n
+            yerr = [[max(y - low, 0)], [max(high - y, 0)]]
+            marker = "osD^v<>"[i % 7]
+            ax.errorbar(r["token_share"], y, yerr=yerr, fmt=marker, color=f"C{i}", capsize=3, label=r["strategy"])
+        ax.axvline(TARGET["token_share"], color="grey", linestyle=":", label="target: 0.25 of the tokens")
+        if key == "agreement":
+            ax.axhline(TARGET["agreement"], color="grey", linestyle="--", label="target: 0.95 agreement")
+        else:
+            ax.axhspan(p_low, p_high, color="grey", alpha=0.2, label="grid's 95% interval")
+        ax.set_xlabel("generated tokens / grid's")
+        ax.set_title(title)
+        ax.set_xlim(0, 1.1)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"Gap search strategies on {len(grid['gaps'])} planted-gap problems (n_sim 4, one run)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100, help="planted-gap problems (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_new_tokens", type=int, default=96)
+    parser.add_argument("--batch_size", type=int, default=256, help="generation batch size")
+    parser.add_argument("--student", default=None, help="default: the shipped planted-gap student")
+    parser.add_argument("--only", nargs="*", default=None, help="strategies to run besides the grid")
+    parser.add_argument("--trials", type=int, default=2000, help="outcome grids per synthetic profile")
+    parser.add_argument("--out", default="outputs/gap_search.json")
+    parser.add_argument("--plot", default="outputs/gap_search.png")
+    parser.add_argument(
+        "--replay", action="store_true", help="one grid run with its rollouts kept; every strategy replayed on them"
+    )
+    parser.add_argument("--replot", action="store_true", help="only redraw --plot (and the table) from --out")
+    args = parser.parse_args(argv)
+    if args.replot:
+        with open(args.out) as f:
+            results = json.load(f)["results"]
+        print(HEADER)
+        print("\n".join(line(r, len(r["gaps"])) for r in results))
+        plot(results, args.plot)
+        return 0
+    print(HEADER)
+    results = replay(args) if args.replay else run(args)
+    best = [r["strategy"] for r in results if r["meets_target"] and r["strategy"] != "grid"]
+    print(
+        f"\nmeets the target (<= 0.25 tokens, >= 0.95 agreement, precision/recall within the grid's): {best or 'none'}"
+    )
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"args": vars(args), "results": results}, f, indent=2)
+    plot(results, args.plot)
+    print(f"wrote {args.out} and {args.plot}")
+
+    from sampling_cost import profile_table  # benchmarks/ is on sys.path when this file runs as a script
+
+    print(f"\nSynthetic profiles (n_sim 4, drop 0.5, {args.trials} outcome grids each): rollouts / grid (agreement)\n")
+    print("\n".join(profile_table(4, args.trials, args.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
