@@ -85,6 +85,7 @@ def evaluate_student(
             per_row[i] = {
                 "correct": sum(r.correct for r in rollouts),
                 "answers": [r.answer for r in rollouts],
+                "texts": [r.completion.text for r in rollouts],
                 "error": "",
             }
         bar.update(len(group))
