@@ -1,5 +1,6 @@
 """The skill-transfer task's ground truth: teaching and leap steps where the solutions say, right arithmetic."""
 
+import json
 import re
 
 import pytest
@@ -101,3 +102,17 @@ def test_states_quantity_reads_the_teaching_line():
     assert states_quantity("12 + 3 = 15", "a dozen") is False
     assert states_quantity("A pair is 2.", "a dozen") is False
     assert states_quantity("7 + 3 = 10", "") is None
+
+
+def test_the_shipped_skill_student_is_the_default_recipes_and_never_saw_the_skill():
+    from dart_hf.tasks.skill_student import SHIPPED_SKILL, SkillStudentRecipe, skill_student
+
+    recipe = SkillStudentRecipe()
+    assert skill_student() == str(SHIPPED_SKILL)
+    assert json.loads((SHIPPED_SKILL / "student_recipe.json").read_text())["key"] == recipe.key()
+    seen = recipe.task.generate(recipe.n_train, seed=recipe.seed + 2)  # exactly its training rows
+    assert any(seen["skill"]) and not all(seen["skill"])  # the format with number words, and plain problems
+    for row in seen:
+        assert not any(word in row["problem"] for word in QUANTITIES)
+        assert "×" not in row["student_solution"]
+        assert not any(teach in row["student_solution"] for teach, _ in QUANTITIES.values())
