@@ -134,6 +134,7 @@ def test_study_writes_every_output_with_all_conditions_and_seeds(study_run):
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"base", "static", "dart", "pass_rate", "rft"}
     assert results["n_train"] == 8 and results["n_eval"] == 6
+    assert results["seeds_done"] == [0, 1] and results["partial"] is False  # seed 0's partial write was replaced
     for runs in results["runs"].values():
         assert [r["seed"] for r in runs] == [0, 1]
         assert all(len(r["correct"]) == 6 and all(0 <= c <= 2 for c in r["correct"]) for r in runs)

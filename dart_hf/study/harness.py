@@ -296,7 +296,23 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
                 )
             runs[condition].append(record)
             bar.update()
+        if seed != config.seeds[-1]:  # a long study shows (and keeps) every finished seed
+            _write(runs, config, evalset, student, train, started, partial=True)
     bar.close()
+    return _write(runs, config, evalset, student, train, started, partial=False)
+
+
+def _write(
+    runs: dict[str, list[dict[str, Any]]],
+    config: StudyConfig,
+    evalset: datasets.Dataset,
+    student: Any,
+    train: datasets.Dataset,
+    started: float,
+    partial: bool,
+) -> dict[str, Any]:
+    """Aggregate the seeds run so far and write the outputs (`partial`: not every seed has run yet)."""
+    from .outputs import write_study_outputs
 
     results = aggregate(runs, config, problem_subsets(evalset))
     results.update(
@@ -305,10 +321,10 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
         n_train=len(train),
         n_eval=len(evalset),
         config=dataclasses.asdict(config),
+        seeds_done=[r["seed"] for r in runs[BASE]],
+        partial=partial,
         wall_seconds=time.perf_counter() - started,
     )
-    from .outputs import write_study_outputs
-
     results["outputs"] = write_study_outputs(results, config.output_dir)
     return results
 

@@ -89,7 +89,7 @@ def subset_table(name: str, summary: Mapping[str, Any], ks: list[int]) -> str:
 def card_section(results: Mapping[str, Any]) -> str:
     """A Markdown section for a model or dataset card."""
     cfg = results["config"]
-    seeds = len(cfg["seeds"])
+    seeds = len(results.get("seeds_done", cfg["seeds"]))
     return (
         "## DART study\n\n"
         f"Student `{os.path.basename(str(results['student']).rstrip('/'))}` on `{results['task']}`: "
@@ -129,7 +129,7 @@ def _plot(results: Mapping[str, Any], path: str) -> None:
         for i, c in enumerate(names):
             ax.text(i, 0.02, f"{summary[c]['gen_tokens'] / 1000:.0f}k", ha="center", fontsize=6, color="white")
     fig.suptitle(
-        f"{results['task']}: {len(results['config']['seeds'])} seeds, 95% bootstrap intervals "
+        f"{results['task']}: {len(results.get('seeds_done', results['config']['seeds']))} seeds, 95% bootstrap intervals "
         "(bar labels: generated tokens)",
         fontsize=9,
     )
@@ -147,7 +147,9 @@ def write_study_outputs(results: dict[str, Any], out_dir: str) -> dict[str, str]
     with open(paths["results.json"], "w") as f:
         json.dump(results, f, indent=2, default=str)
     with open(paths["results.md"], "w") as f:
-        f.write(f"# DART study: {results['task']}\n\n{results_table(results)}\n")
+        done = results.get("seeds_done", results["config"]["seeds"])
+        note = f"Partial: seeds {done} of {results['config']['seeds']} have run.\n\n" if results.get("partial") else ""
+        f.write(f"# DART study: {results['task']}\n\n{note}{results_table(results)}\n")
     with open(paths["card_section.md"], "w") as f:
         f.write(card_section(results))
     _plot(results, paths["study.png"])
