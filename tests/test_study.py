@@ -97,6 +97,7 @@ def test_bad_study_config_is_refused(kwargs):
 
 STUDY_YAML = """\
 task: planted_gap
+conditions: [static, dart, pass_rate, rft]
 n_train: 8
 n_eval: 6
 seeds: [0, 1]
@@ -133,6 +134,7 @@ def test_study_writes_every_output_with_all_conditions_and_seeds(study_run):
     results = json.loads((out / "results.json").read_text())
     assert set(results["summary"]) == {"base", "static", "dart", "pass_rate", "rft"}
     assert results["n_train"] == 8 and results["n_eval"] == 6
+    assert results["seeds_done"] == [0, 1] and results["partial"] is False  # seed 0's partial write was replaced
     for runs in results["runs"].values():
         assert [r["seed"] for r in runs] == [0, 1]
         assert all(len(r["correct"]) == 6 and all(0 <= c <= 2 for c in r["correct"]) for r in runs)
@@ -180,6 +182,44 @@ def test_study_help_lists_the_config_fields():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--n_train" in proc.stdout and "--pass_rate_band" in proc.stdout and "95% intervals" in proc.stdout
+    assert all(c in proc.stdout for c in ("hint_fixed", "hint_minimal", "iterative", "skill_transfer"))
+    assert "--hint_fraction" in proc.stdout and "--iterative_rounds" in proc.stdout
+
+
+def test_new_conditions_train_and_report_per_subset_on_the_skill_task(tmp_path):
+    """hint_fixed, hint_minimal and iterative end to end on the skill-transfer task with its shipped student."""
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "task: skill_transfer\nconditions: [dart, hint_fixed, hint_minimal, iterative]\nn_train: 5\nn_eval: 6\n"
+        f"seeds: [0]\nmax_new_tokens: 64\neval_samples: 2\nks: [1, 2]\nnum_train_epochs: 1\nbootstrap: 100\n"
+        f"output_dir: {tmp_path / 'out'}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "study", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    s = results["summary"]
+    assert set(s) == {"base", "dart", "hint_fixed", "hint_minimal", "iterative"}
+    assert results["student"].endswith("skill_student")
+    for name in ("hint_fixed", "hint_minimal"):
+        assert s[name]["train_rows"] == 5 and s[name]["gen_tokens"] > 0  # every problem: hinted or the expert's
+        assert "pass@1_minus_dart" in s[name] and "pass@1_minus_base" in s[name]
+    (it,) = results["runs"]["iterative"]
+    (dart,) = results["runs"]["dart"]
+    assert len(it["info"]["rounds"]) == 2 and it["gen_tokens"] > dart["gen_tokens"]  # round 2 adapted again
+    assert it["train_seconds"] > dart["train_seconds"]
+    assert set(results["subsets"]) <= {"skill", "plain"} and results["subsets"]
+    for sub in results["subsets"].values():
+        assert set(sub) == set(s)
+    if "skill" in results["subsets"]:
+        stated = results["subsets"]["skill"]["base"]["states_quantity"]
+        assert stated is not None and 0.0 <= stated <= 1.0
+    assert "**skill problems**" in (tmp_path / "out" / "results.md").read_text() or "skill" not in results["subsets"]
 
 
 def test_study_cli_broken_yaml_is_one_line_and_exit_2(tmp_path):

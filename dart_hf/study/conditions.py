@@ -6,10 +6,19 @@
   rate (from `n_sim` samples each) lies in a band.
 - `rft`: rejection-sampling fine-tuning: one of the student's own verified solutions per problem it
   solved, from as many samples as match DART's generated tokens.
+- `hint_fixed`: a prefix hint without a grid (QuestA-style, as SFT data): the first ceil(p * T) expert
+  steps, then one of the student's verified continuations from there (`n_explore` samples).
+- `hint_minimal`: the shortest expert prefix after which at least one of `n_sim` student continuations
+  is correct (BREAD/POPE-style; t = 0 upward to T - 1, stop at the first success), then that continuation.
+- `iterative`: DART in rounds (`dart_hf.iterative`), trained in the harness.
+
+A problem where a hint condition finds no verified continuation keeps its expert solution, as DART's
+default `fallback="expert"` does.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -20,13 +29,16 @@ from ..adapter import DartAdapter, is_usable
 from ..backends.base import GenerationBackend, derive_seed
 from ..config import DartConfig
 from ..example import Example, ExampleError, parse_example
+from ..prompts import prefix_text
 from ..selection import select_continuation
-from ..simulation import Rollout
+from ..simulation import Rollout, SampleJob, run_jobs
 from ..simulation import sample_from_scratch as _sample_from_scratch
 from ..verifiers import Verifier
 
 #: Phase name of the from-scratch samples the baselines draw (its own seed stream, apart from DART's).
 SCRATCH_PHASE = "scratch"
+#: Phase name of the hint baselines' samples after an expert prefix.
+HINT_PHASE = "hint"
 
 
 @dataclass
@@ -158,3 +170,74 @@ def matched_samples(budget_tokens: int, probe: list[list[Rollout]], n_problems: 
         return minimum
     per_sample = max(sum(drawn) / len(drawn), 1.0)
     return max(minimum, round(budget_tokens / (per_sample * n_problems)))
+
+
+def _hinted_row(example: Example, t: int, correct: list[Rollout], config: DartConfig, name: str) -> dict[str, Any]:
+    """Expert steps 1..t + one verified continuation (chosen as DART chooses); the expert's solution if none."""
+    if not correct:
+        return _training_row(example, example.solution)
+    seed = derive_seed(config.seed, example.key, f"{name}-select", t)
+    index, _ = select_continuation([r.completion for r in correct], config.selection, seed)
+    prefix = prefix_text(example, t)
+    return _training_row(example, prefix + correct[index].completion.text, student_start=len(prefix))
+
+
+def hint_fixed_set(
+    examples: list[Optional[Example]],
+    backend: GenerationBackend,
+    verifier: Verifier,
+    config: DartConfig,
+    fraction: float,
+) -> TrainingSet:
+    """First ceil(fraction * T) expert steps + one of `config.n_explore` student continuations that verifies."""
+    start = time.perf_counter()
+    readable = [e for e in examples if e is not None]
+    hints = [min(len(e.steps), math.ceil(fraction * len(e.steps))) for e in readable]
+    work = [(e, SampleJob(t, config.n_explore, HINT_PHASE)) for e, t in zip(readable, hints)]
+    drawn = [r if isinstance(r, list) else [] for r in run_jobs(work, backend, verifier, config)]
+    rows = [
+        _hinted_row(e, t, [r for r in d if r.correct], config, "hint_fixed") for e, t, d in zip(readable, hints, drawn)
+    ]
+    explored = sum(row["dart_student_start"] >= 0 for row in rows)
+    info = {"explored": explored, "expert_kept": len(rows) - explored, "fraction": fraction}
+    return TrainingSet("hint_fixed", _to_dataset(rows), _tokens(drawn), time.perf_counter() - start, info)
+
+
+def hint_minimal_set(
+    examples: list[Optional[Example]], backend: GenerationBackend, verifier: Verifier, config: DartConfig
+) -> TrainingSet:
+    """The shortest expert prefix (t = 0 upward) after which one of `config.n_sim` continuations verifies, + it.
+
+    The search stops at t = T - 1: after the whole solution the expert has already stated the answer, so a
+    problem without a success before that keeps the expert's solution. All problems still searching
+    advance one prefix per round, so each round is one batched backend call.
+    """
+    start = time.perf_counter()
+    readable = [e for e in examples if e is not None]
+    found: dict[int, tuple[int, list[Rollout]]] = {}
+    all_drawn: list[list[Rollout]] = []
+    open_ = list(range(len(readable)))
+    t = 0
+    while open_:
+        work = [(readable[i], SampleJob(t, config.n_sim, HINT_PHASE)) for i in open_]
+        drawn = [r if isinstance(r, list) else [] for r in run_jobs(work, backend, verifier, config)]
+        all_drawn += drawn
+        still = []
+        for i, d in zip(open_, drawn):
+            correct = [r for r in d if r.correct]
+            if correct:
+                found[i] = (t, correct)
+            elif t + 1 < len(readable[i].steps):
+                still.append(i)
+        open_, t = still, t + 1
+    rows = [
+        _hinted_row(e, *found[i], config, "hint_minimal") if i in found else _training_row(e, e.solution)
+        for i, e in enumerate(readable)
+    ]
+    hint_steps = [found[i][0] for i in sorted(found)]
+    info = {
+        "explored": len(found),
+        "expert_kept": len(readable) - len(found),
+        "mean_hint_steps": sum(hint_steps) / len(hint_steps) if hint_steps else None,
+    }
+    return TrainingSet("hint_minimal", _to_dataset(rows), _tokens(all_drawn), time.perf_counter() - start, info)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-#: Training conditions, in table order (DESIGN.md §6): the expert data as is, DART, the two cheap baselines.
-CONDITIONS = ("static", "dart", "pass_rate", "rft")
+#: Training conditions, in table order (DESIGN.md §6): the expert data as is, DART, the two cheap baselines,
+#: the two prefix-hint baselines without a grid, and DART in rounds.
+CONDITIONS = ("static", "dart", "pass_rate", "rft", "hint_fixed", "hint_minimal", "iterative")
+#: Tasks generated from a seed, with the ground truth known per row.
+GENERATED_TASKS = ("planted_gap", "skill_transfer")
 
 
 @dataclass
@@ -17,12 +20,13 @@ class StudyConfig:
     task: str = field(
         default="planted_gap",
         metadata={
-            "help": "'planted_gap' (generated, ground truth known) or a dataset (file, folder, Hub id) with "
-            "problem/solution[/answer] columns, split by `eval_fraction`."
+            "help": "'planted_gap' or 'skill_transfer' (generated, ground truth known) or a dataset (file, folder, "
+            "Hub id) with problem/solution[/answer] columns, split by `eval_fraction`."
         },
     )
     student: Optional[str] = field(
-        default=None, metadata={"help": "Model id or folder; default: the planted-gap student (trained once, cached)."}
+        default=None,
+        metadata={"help": "Model id or folder; default: the task's shipped student (planted-gap or skill-transfer)."},
     )
     n_train: int = field(default=200, metadata={"help": "Expert training problems."})
     n_eval: int = field(default=200, metadata={"help": "Held-out problems (never in the training set)."})
@@ -61,6 +65,14 @@ class StudyConfig:
         },
     )
 
+    hint_fraction: float = field(
+        default=0.5,
+        metadata={"help": "hint_fixed: share p of the expert steps given as the hint (the first ceil(p * T))."},
+    )
+    iterative_rounds: int = field(
+        default=2, metadata={"help": "iterative: DART rounds (adapt, train, adapt again with the trained student)."}
+    )
+
     # Training (identical for every condition)
     learning_rate: float = field(
         default=1e-4,
@@ -84,6 +96,10 @@ class StudyConfig:
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown or not self.conditions:
             raise ValueError(f"conditions must be a non-empty subset of {CONDITIONS}, got {self.conditions}")
+        if not 0.0 <= self.hint_fraction <= 1.0:
+            raise ValueError(f"hint_fraction must be in [0, 1], got {self.hint_fraction}")
+        if self.iterative_rounds < 1:
+            raise ValueError(f"iterative_rounds must be >= 1, got {self.iterative_rounds}")
         if not self.seeds:
             raise ValueError("seeds must not be empty")
         for name in ("n_train", "n_eval", "n_sim", "eval_samples", "max_new_tokens", "bootstrap"):

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
 import tempfile
 import time
-from typing import Any
+from typing import Any, Optional
 
 import datasets
 import numpy as np
 
 from ..config import DartConfig
 from ..evaluation import evaluate_student
+from ..tasks.skill_transfer import states_quantity
 from .conditions import (
     TrainingSet,
     dart_set,
+    hint_fixed_set,
+    hint_minimal_set,
     matched_samples,
     parse_all,
     pass_rate_set,
@@ -24,7 +28,7 @@ from .conditions import (
     sample_from_scratch,
     static_set,
 )
-from .config import StudyConfig
+from .config import GENERATED_TASKS, StudyConfig
 from .stats import bootstrap_mean, per_problem_pass
 
 logger = logging.getLogger(__name__)
@@ -35,10 +39,11 @@ BASE = "base"
 
 def load_task(config: StudyConfig) -> tuple[datasets.Dataset, datasets.Dataset]:
     """Train and held-out sets; the held-out problems never appear in the training set."""
-    if config.task == "planted_gap":
+    if config.task in GENERATED_TASKS:
         from ..tasks.planted_gap import PlantedGapTask
+        from ..tasks.skill_transfer import SkillTransferTask
 
-        task = PlantedGapTask()
+        task = PlantedGapTask() if config.task == "planted_gap" else SkillTransferTask()
         train = task.generate(config.n_train, seed=config.data_seed)
         seen = set(train["problem"])
         pool = task.generate(config.n_eval * 2 + 50, seed=config.data_seed + 1_000_003)
@@ -78,7 +83,8 @@ def build_training_sets(
     if "static" in config.conditions:
         sets["static"] = static_set(examples)
     budget = None
-    if "dart" in config.conditions or ("rft" in config.conditions and config.rft_samples is None):
+    wants_dart = {"dart", "iterative"} & set(config.conditions)
+    if wants_dart or ("rft" in config.conditions and config.rft_samples is None):
         sets["dart"] = dart_set(train, backend, dcfg)
         budget = sets["dart"].tokens_generated
     if "pass_rate" in config.conditions or "rft" in config.conditions:
@@ -99,20 +105,27 @@ def build_training_sets(
             drawn = [a + b for a, b in zip(probe, more)] if n >= config.n_sim else [p[:n] for p in probe]
             sets["rft"] = rft_set(examples, drawn, dcfg)
             sets["rft"].seconds = probe_seconds * min(n, config.n_sim) / config.n_sim + time.perf_counter() - start
-    if "dart" not in config.conditions:
+    if "hint_fixed" in config.conditions:
+        sets["hint_fixed"] = hint_fixed_set(examples, backend, verifier, dcfg, config.hint_fraction)
+    if "hint_minimal" in config.conditions:
+        sets["hint_minimal"] = hint_minimal_set(examples, backend, verifier, dcfg)
+    if "dart" not in config.conditions and "iterative" not in config.conditions:
         sets.pop("dart", None)
     return sets
 
 
-def train_condition(student: str, rows: datasets.Dataset, config: StudyConfig, seed: int) -> tuple[Any, Any, float]:
-    """SFT the student on `rows` with `DartTrainer`; identical hyper-parameters for every condition."""
+def train_condition(
+    student: Any, rows: datasets.Dataset, config: StudyConfig, seed: int, tokenizer: Any = None
+) -> tuple[Any, Any, float]:
+    """SFT the student (a folder, or a loaded model + `tokenizer`) on `rows` with `DartTrainer`; identical
+    hyper-parameters for every condition."""
     from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
     from ..sft_config import DartSFTConfig
     from ..trainer import DartTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(student)
+    tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(student)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dart-study-") as tmp:
         args = DartSFTConfig(
@@ -141,6 +154,65 @@ def train_condition(student: str, rows: datasets.Dataset, config: StudyConfig, s
     return model, tokenizer, time.perf_counter() - start
 
 
+def run_iterative(
+    student: Any,
+    train: datasets.Dataset,
+    first: TrainingSet,
+    dart_trained: Optional[tuple[Any, Any, float]],
+    config: StudyConfig,
+    seed: int,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """DART in `config.iterative_rounds` rounds (`dart_hf.iterative`); round 1 is the `dart` condition.
+
+    Round 1 adapts with the untrained student and trains exactly as `dart` does, so its data and (when
+    `dart` ran) its trained model are reused; each later round adapts the same problems with the
+    student the previous round trained and trains that student further on the new rows.
+    """
+    from ..iterative import iterative_dart
+
+    if dart_trained is not None:
+        model, tokenizer, train_seconds = copy.deepcopy(dart_trained[0]), dart_trained[1], dart_trained[2]
+    elif len(first.rows):
+        model, tokenizer, train_seconds = train_condition(student, first.rows, config, seed)
+    else:
+        model, tokenizer, train_seconds = student, None, 0.0
+    record: dict[str, Any] = {
+        "train_rows": len(first.rows),
+        "gen_tokens": first.tokens_generated,
+        "gen_seconds": first.seconds,
+        "info": {"rounds": [first.info.get("actions", {})]},
+    }
+
+    def train_round(m: Any, tok: Any, rows: datasets.Dataset, index: int) -> tuple[Any, Any]:
+        trained, tok, _ = train_condition(m, rows, config, seed, tokenizer=tok)
+        return trained, tok
+
+    if config.iterative_rounds > 1:
+        rounds = iterative_dart(
+            model,
+            train,
+            dart_config(config, seed),
+            train_round,
+            rounds=config.iterative_rounds - 1,
+            tokenizer=tokenizer,
+            device="cpu" if config.use_cpu else None,
+            first_round=1,
+        )
+        for r in rounds:
+            record["gen_tokens"] += r.tokens_generated
+            record["gen_seconds"] += r.generation_seconds
+            train_seconds += r.training_seconds
+            record["info"]["rounds"].append(r.actions)
+        record["train_rows"] = len(rounds[-1].rows)
+        model, tokenizer = rounds[-1].model, rounds[-1].tokenizer
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    record["train_seconds"] = train_seconds
+    return model, tokenizer, record
+
+
 def _evaluate(backend: Any, evalset: datasets.Dataset, config: StudyConfig, seed: int, verifier: Any) -> dict[str, Any]:
     result = evaluate_student(
         backend,
@@ -151,8 +223,15 @@ def _evaluate(backend: Any, evalset: datasets.Dataset, config: StudyConfig, seed
         verifier=verifier,
         progress=False,
     )
+    skills = evalset["skill"] if "skill" in evalset.column_names else [""] * len(evalset)
+    stated = [
+        [states_quantity(text, skill) for text in r.get("responses", [])] if skill else []
+        for r, skill in zip(result["rows"], skills)
+    ]
+    flat = [x for xs in stated for x in xs]
     return {
         "correct": [r["correct"] for r in result["rows"]],
+        "states_quantity": sum(flat) / len(flat) if flat else None,
         "accuracy": result["accuracy"],
         "tokens": result["tokens_generated"],
         "seconds": result["wall_seconds"],
@@ -171,9 +250,10 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     student = config.student
     if student is None:
+        from ..tasks.skill_student import skill_student
         from ..tasks.student import planted_student
 
-        student = planted_student()
+        student = skill_student() if config.task == "skill_transfer" else planted_student()
     train, evalset = load_task(config)
     device = "cpu" if config.use_cpu else None
     base_backend = TransformersBackend(student, device=device)
@@ -189,8 +269,9 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
             {"seed": seed, "train_rows": 0, "gen_tokens": 0, "gen_seconds": 0.0, "train_seconds": 0.0, **ev}
         )
         bar.update()
+        trained: dict[str, tuple[Any, Any, float]] = {}  # the DART model is iterative's first round
         for condition in config.conditions:
-            tset = sets[condition]
+            tset = sets["dart" if condition == "iterative" else condition]
             record: dict[str, Any] = {
                 "seed": seed,
                 "train_rows": len(tset.rows),
@@ -198,55 +279,103 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
                 "gen_seconds": tset.seconds,
                 "info": {k: v for k, v in tset.info.items() if k != "gap_steps"},
             }
-            if len(tset.rows) == 0:  # nothing to train on: the condition leaves the student as it was
+            if condition == "iterative":
+                model, tokenizer, extra = run_iterative(student, train, sets["dart"], trained.get("dart"), config, seed)
+                record.update(extra)
+                record.update(
+                    _evaluate(TransformersBackend(model, tokenizer, device=device), evalset, config, seed, verifier)
+                )
+            elif len(tset.rows) == 0:  # nothing to train on: the condition leaves the student as it was
                 record.update(train_seconds=0.0, **ev)
             else:
                 model, tokenizer, seconds = train_condition(student, tset.rows, config, seed)
+                trained[condition] = (model, tokenizer, seconds)
                 record.update(
                     train_seconds=seconds,
                     **_evaluate(TransformersBackend(model, tokenizer, device=device), evalset, config, seed, verifier),
                 )
             runs[condition].append(record)
             bar.update()
+        if seed != config.seeds[-1]:  # a long study shows (and keeps) every finished seed
+            _write(runs, config, evalset, student, train, started, partial=True)
     bar.close()
+    return _write(runs, config, evalset, student, train, started, partial=False)
 
-    results = aggregate(runs, config)
+
+def _write(
+    runs: dict[str, list[dict[str, Any]]],
+    config: StudyConfig,
+    evalset: datasets.Dataset,
+    student: Any,
+    train: datasets.Dataset,
+    started: float,
+    partial: bool,
+) -> dict[str, Any]:
+    """Aggregate the seeds run so far and write the outputs (`partial`: not every seed has run yet)."""
+    from .outputs import write_study_outputs
+
+    results = aggregate(runs, config, problem_subsets(evalset))
     results.update(
         student=student,
         task=config.task,
         n_train=len(train),
         n_eval=len(evalset),
         config=dataclasses.asdict(config),
+        seeds_done=[r["seed"] for r in runs[BASE]],
+        partial=partial,
         wall_seconds=time.perf_counter() - started,
     )
-    from .outputs import write_study_outputs
-
     results["outputs"] = write_study_outputs(results, config.output_dir)
     return results
 
 
-def aggregate(runs: dict[str, list[dict[str, Any]]], config: StudyConfig) -> dict[str, Any]:
-    """Per condition: pass@k with intervals, the paired difference to static SFT, cost; raw runs kept."""
+def problem_subsets(evalset: datasets.Dataset) -> dict[str, list[int]]:
+    """Held-out problems reported apart: `skill` and `plain` where the task marks a skill per problem."""
+    if "skill" not in evalset.column_names:
+        return {}
+    skills = evalset["skill"]
+    return {"skill": [i for i, s in enumerate(skills) if s], "plain": [i for i, s in enumerate(skills) if not s]}
+
+
+def _summarise(
+    runs: dict[str, list[dict[str, Any]]], config: StudyConfig, columns: Optional[list[int]] = None
+) -> dict[str, Any]:
     matrices = {
         c: {k: np.stack([per_problem_pass(r["correct"], config.eval_samples, k) for r in rs]) for k in config.ks}
         for c, rs in runs.items()
     }
+    if columns is not None:
+        matrices = {c: {k: m[:, columns] for k, m in ms.items()} for c, ms in matrices.items()}
     summary: dict[str, Any] = {}
     for condition, rs in runs.items():
+        stated = [r["states_quantity"] for r in rs if r.get("states_quantity") is not None]
         entry: dict[str, Any] = {
             "train_rows": float(np.mean([r["train_rows"] for r in rs])),
             "gen_tokens": float(np.mean([r["gen_tokens"] for r in rs])),
             "gen_seconds": float(np.mean([r["gen_seconds"] for r in rs])),
             "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
+            "states_quantity": float(np.mean(stated)) if stated else None,
         }
         for k in config.ks:
             m = matrices[condition][k]
             entry[f"pass@{k}"] = bootstrap_mean(m, config.bootstrap)
             entry[f"pass@{k}_per_seed"] = [float(np.nanmean(row)) for row in m]
-            # every condition against static SFT and the untouched student; DART against every other condition
-            others = [c for c in matrices if c != condition] if condition == "dart" else ["static", BASE]
+            # every condition against static SFT, DART and the untouched student; DART against every other condition
+            others = [c for c in matrices if c != condition] if condition == "dart" else ["static", "dart", BASE]
             for other in others:
                 if other in matrices and other != condition:
                     entry[f"pass@{k}_minus_{other}"] = bootstrap_mean(m, config.bootstrap, baseline=matrices[other][k])
         summary[condition] = entry
-    return {"summary": summary, "runs": {c: [{k: v for k, v in r.items()} for r in rs] for c, rs in runs.items()}}
+    return summary
+
+
+def aggregate(
+    runs: dict[str, list[dict[str, Any]]], config: StudyConfig, subsets: Optional[dict[str, list[int]]] = None
+) -> dict[str, Any]:
+    """Per condition: pass@k with intervals, paired differences to static SFT, DART and the untrained student,
+    cost; the same per subset of held-out problems (`problem_subsets`); raw runs kept."""
+    return {
+        "summary": _summarise(runs, config),
+        "subsets": {name: _summarise(runs, config, cols) for name, cols in (subsets or {}).items() if cols},
+        "runs": {c: [dict(r) for r in rs] for c, rs in runs.items()},
+    }

@@ -1,0 +1,131 @@
+"""The skill-transfer task's student: the planted-gap student, taught the *format* of the skill, not the skill.
+
+The shipped planted-gap student cannot continue after a teaching step at all (it never saw a line
+that is not an operation; measured in `docs/study.md`), so a skill-transfer study needs a student that
+can read "A dozen is 12." and go on from there, without knowing that a dozen is 12. This one is the
+planted-gap student fine-tuned briefly on a 50/50 mix of plain problems and problems that name their
+start by a number *word* ("Ann has seven apples."), solved by stating the quantity first ("Seven is
+7.") and then chaining. It never sees a skill word ("a dozen", "a score of", ...) nor a product. Training is
+deterministic for a given `SkillStudentRecipe`; the default recipe's student ships in
+`assets/skill_student`, others are trained once and cached like the planted-gap student.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from tqdm.auto import tqdm
+
+from .skill_transfer import SkillTransferTask
+from .student import SHIPPED, chat_prompt, default_cache_dir
+
+#: Bump when training changes in a way the recipe fields do not capture.
+SKILL_STUDENT_VERSION = "1"
+SHIPPED_SKILL = SHIPPED.parent / "skill_student"
+
+
+@dataclass(frozen=True)
+class SkillStudentRecipe:
+    """How the skill student is built from the shipped planted-gap student; every field goes into the cache key."""
+
+    n_train: int = 4000
+    steps: int = 600
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    task: SkillTransferTask = SkillTransferTask(vocabulary="practice", skill_share=0.5, plain_leap_share=0.0)
+
+    def key(self) -> str:
+        payload = json.dumps({"v": SKILL_STUDENT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def skill_student(recipe: Optional[SkillStudentRecipe] = None, cache_dir: Optional[os.PathLike] = None) -> str:
+    """Path of the skill student for `recipe`: the shipped one for the default recipe, else trained once and cached."""
+    recipe = recipe or SkillStudentRecipe()
+    try:
+        shipped_key = json.loads((SHIPPED_SKILL / "student_recipe.json").read_text())["key"]
+    except (OSError, ValueError, KeyError):
+        shipped_key = None
+    if shipped_key == recipe.key() and (SHIPPED_SKILL / "config.json").is_file():
+        return str(SHIPPED_SKILL)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / f"skill-student-{recipe.key()}"
+    if (path / "config.json").is_file() and (path / "student_recipe.json").is_file():
+        return str(path)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=root))
+    try:
+        train_skill_student(recipe, tmp)
+        if path.exists():  # another process finished first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(path)
+
+
+def train_skill_student(recipe: SkillStudentRecipe, out_dir: os.PathLike) -> dict:
+    """Fine-tune the shipped planted-gap student on `recipe.task`'s student-style solutions; save it, return metrics."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(SHIPPED)
+    model = AutoModelForCausalLM.from_pretrained(SHIPPED)
+    eos_id, pad_id = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.pad_token_id
+    examples = []
+    for row in recipe.task.generate(recipe.n_train, seed=recipe.seed + 2):
+        prompt = tokenizer(chat_prompt(tokenizer, row["problem"]), add_special_tokens=False)["input_ids"]
+        answer = tokenizer(row["student_solution"], add_special_tokens=False)["input_ids"] + [eos_id]
+        examples.append((prompt, answer))
+    torch.manual_seed(recipe.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.01)
+    rng = random.Random(recipe.seed)
+    model.train()
+    losses = []
+    for _ in tqdm(range(recipe.steps), desc="train skill student", unit="step"):
+        batch = [examples[rng.randrange(len(examples))] for _ in range(recipe.batch_size)]
+        width = max(len(p) + len(a) for p, a in batch)
+        ids = torch.full((len(batch), width), pad_id)
+        labels = torch.full((len(batch), width), -100)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (p, a) in enumerate(batch):
+            seq = p + a
+            ids[i, : len(seq)] = torch.tensor(seq)
+            labels[i, len(p) : len(seq)] = torch.tensor(a)
+            mask[i, : len(seq)] = 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    metrics = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "base": "planted_student",
+        "recipe": dataclasses.asdict(recipe),
+        "key": recipe.key(),
+    }
+    (out / "student_recipe.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == "__main__":  # pragma: no cover - rebuild the shipped checkpoint: python -m dart_hf.tasks.skill_student
+    print(json.dumps(train_skill_student(SkillStudentRecipe(), SHIPPED_SKILL), indent=2))
