@@ -249,3 +249,11 @@ def test_output_flood_is_capped_and_ends_at_the_deadline(verifier):
 
 def test_stdin_is_empty(verifier):
     assert verifier.run("import sys\nassert sys.stdin.read() == ''\n").passed
+
+
+def test_a_sandbox_that_cannot_start_stops_the_run():
+    from dart_hf.errors import RunError
+
+    broken = CodeVerifier(python="/nonexistent/python3", sandbox_uid=None)
+    with pytest.raises(RunError, match="cannot start the code sandbox"):
+        broken.judge_many([(TESTS, GOOD)])
