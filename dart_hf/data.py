@@ -161,10 +161,15 @@ def load_expert_dataset(
 
 def apply_dataset_defaults(source: str, config: DartConfig) -> None:
     """Settings a built-in dataset needs unless the user set them: its steps column, its gold column."""
-    if source in (CHAMP, HUMANEVAL) and config.steps_column is None:
+    if source == CHAMP and config.steps_column is None:
         config.steps_column = "steps"
-    if source == HUMANEVAL and config.answer_column == "answer":
-        config.answer_column = "test"
+    if source == HUMANEVAL:
+        from .humaneval import code_steps
+
+        if config.splitter is None:
+            config.splitter = code_steps  # code keeps its whitespace: no pre-split steps column
+        if config.answer_column == "answer":
+            config.answer_column = "test"
 
 
 def default_verifier(source: str) -> str:

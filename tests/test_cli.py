@@ -82,7 +82,7 @@ def test_demo_is_adapt_with_presets_that_yaml_and_flags_override(tmp_path):
     assert (script.dataset_name, script.max_samples, script.output_dir) == ("champ", 8, "x")
     assert (config.n_sim, config.max_new_tokens, config.keep_rollouts) == (8, 160, False)
     script, config = parsed("--dataset", "humaneval")
-    assert (script.max_samples, config.max_new_tokens, script.verifier) == (4, 192, None)  # None: 'code' for it
+    assert (script.max_samples, config.max_new_tokens, script.verifier) == (4, 128, None)  # None: 'code' for it
     yaml_file = tmp_path / "demo.yaml"
     yaml_file.write_text("max_new_tokens: 32\nn_sim: 3\n")
     _, config = parsed("--config", str(yaml_file), "--n-sim", "5")

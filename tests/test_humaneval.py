@@ -9,11 +9,12 @@ import sys
 
 import pytest
 
-from dart_hf.humaneval import load_humaneval, split_solution
+from dart_hf.humaneval import code_lines, code_steps, load_humaneval
+from dart_hf.segmentation import split_steps
 from dart_hf.verifiers import Attempt, CodeVerifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BODY = "    total = 0\n    for x in xs:\n        total += x\n\n    return total\n"
+SOLUTION = '```python\ndef total(xs):\n    """Sum."""\n    total = 0\n    for x in xs:\n        total += x\n\n    return total\n```\n'
 
 
 @pytest.fixture(scope="module")
@@ -22,23 +23,32 @@ def humaneval():
     return load_humaneval()
 
 
-def test_split_solution_blocks_and_lines_are_lossless():
-    blocks = split_solution(BODY, "blocks")
-    assert blocks == ["    total = 0\n", "    for x in xs:\n        total += x\n\n", "    return total\n"]
-    lines = split_solution(BODY, "lines")
-    assert len(lines) == 4 and "".join(lines) == BODY == "".join(blocks)
+def test_code_steps_blocks_and_lines_are_lossless_and_keep_indentation():
+    blocks = code_steps(SOLUTION)
+    assert blocks == [
+        '```python\ndef total(xs):\n    """Sum."""\n',
+        "    total = 0\n",
+        "    for x in xs:\n        total += x\n\n",
+        "    return total\n```\n",
+    ]
+    lines = split_steps(SOLUTION, code_lines)
+    assert len(lines) == 5 and "".join(lines) == SOLUTION
+    assert code_steps("no code at all") == ["no code at all"]
     with pytest.raises(ValueError, match="split must be one of"):
-        split_solution(BODY, "words")
+        code_steps(SOLUTION, "words")
 
 
 def test_all_164_problems_load_as_one_fenced_block_split_into_steps(humaneval):
     assert len(humaneval) == 164 and len(set(humaneval["task_id"])) == 164
+    counts = []
     for row in humaneval:
-        assert "".join(row["steps"]) == row["solution"]
-        assert row["steps"][0].startswith("```python\n") and row["solution"].endswith("```")
-        assert row["test"].strip() and row["entry_point"] in row["solution"]
+        steps = split_steps(row["solution"], code_steps)
+        assert "".join(steps) == row["solution"] and len(steps) >= 2
+        assert steps[0].startswith("```python\n") and row["solution"].endswith("\n```\n")
+        assert row["test"].strip() and row["entry_point"] in steps[0]
+        counts.append(len(steps))
     few = load_humaneval(3)
-    assert max(len(s) for s in few["steps"]) <= min(len(s) for s in humaneval["steps"]) + 0  # fewest steps first
+    assert [len(code_steps(s)) for s in few["solution"]] == [min(counts)] * 3  # fewest steps first
 
 
 def test_canonical_solutions_pass_their_tests_and_swapped_ones_fail(humaneval):
@@ -62,7 +72,7 @@ def test_adapt_humaneval_end_to_end_with_the_code_verifier(humaneval, tiny_stude
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads((out / "stats.json").read_text())
     assert stats["verifier"] == "code" and stats["n_examples"] == 2
-    assert stats["config"]["answer_column"] == "test" and stats["config"]["steps_column"] == "steps"
+    assert stats["config"]["answer_column"] == "test" and stats["config"]["splitter"] == "dart_hf.humaneval.code_steps"
     assert "```python code block" in stats["config"]["instruction"]
     # the tiny random student writes no code: f_T is 1 (the expert wrote it all), f_0 is 0
     assert stats["mean_fT"] == 1.0 and stats["mean_f0"] == 0.0

@@ -76,3 +76,28 @@ def test_model_card_model_index_is_what_evaluate_would_push(monkeypatch):
     assert ours["task"] == theirs["task"] and ours["dataset"] == theirs["dataset"]
     assert {k: ours["metrics"][0][k] for k in ("type", "value")} == {"type": "pass@1", "value": 0.25}
     assert {k: theirs["metrics"][0][k] for k in ("type", "value")} == {"type": "pass@1", "value": 0.25}
+
+
+def test_dart_hf_evaluate_scores_with_the_module_and_writes_eval_results(tiny_student, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = tmp_path / "test.jsonl"
+    data.write_text("\n".join(json.dumps({"problem": f"{i} + {i}?", "answer": str(2 * i)}) for i in range(3)) + "\n")
+    out = tmp_path / "eval.json"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(
+        [sys.executable, "-m", "dart_hf", "evaluate", "--model", tiny_student, "--dataset_name", str(data),
+         "--n_samples", "2", "--ks", "1", "2", "--max_new_tokens", "4", "--output_file", str(out)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["verifier"] == "math" and result["no_verdict"] == 0
+    assert all(len(r["responses"]) == 2 and r["gold"] for r in result["rows"])
+    expected = sum(pass_at_k(2, r["correct"], 2) for r in result["rows"]) / 3
+    assert result["pass@2"] == pytest.approx(expected)
+    assert result["eval_results"] == {str(data): {k: result[k] for k in ("accuracy", "pass@1", "pass@2")}}

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, Optional, Union
 
+from ..errors import RunError
 from .base import Attempt, GoldCheck, Verdict
 
 logger = logging.getLogger(__name__)
@@ -386,17 +387,20 @@ class CodeVerifier:
                     "processes": self.max_processes,
                 },
             }
-            proc = subprocess.Popen(
-                [python, "-I", _CHILD],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-                env=env,
-                pass_fds=(write_fd,),
-                start_new_session=True,
-                close_fds=True,
-            )
+            try:
+                proc = subprocess.Popen(
+                    [python, "-I", _CHILD],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    cwd=workdir,
+                    env=env,
+                    pass_fds=(write_fd,),
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except OSError as err:  # no interpreter, no processes left: no check can run, stop the run
+                raise RunError(f"cannot start the code sandbox with {python!r}: {err}") from None
             os.close(write_fd)
             write_fd = -1
             assert proc.stdin is not None and proc.stdout is not None
