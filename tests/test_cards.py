@@ -430,10 +430,10 @@ def test_dataset_card_shows_how_rollouts_ended(stats):
     assert "- **warning**: 50% of the student's rollouts hit the token cap" in dataset_card(capped).text
 
 
-def test_dataset_card_reports_math_verify_timeouts(stats):
-    assert "math-verify timeouts" not in dataset_card(stats).text  # none recorded: no line
+def test_dataset_card_reports_verifier_timeouts(stats):
+    assert "verifier timeouts" not in dataset_card(stats).text  # none recorded: no line
     text = dataset_card({**stats, "verify_timeouts": {"comparisons": 6, "rows": 3}}).text
-    assert "- math-verify timeouts: 6 comparisons in 3 rows" in text
+    assert "- verifier timeouts: 6 comparisons in 3 rows" in text
 
 
 def test_card_documents_every_adapter_column():

@@ -1,4 +1,4 @@
-"""The smoke pipeline, as a user runs it: recipes/adapt.py -> recipes/train.py -> recipes/evaluate.py."""
+"""The smoke pipeline, as a user runs it: recipes/adapt.py -> recipes/train.py -> recipes/evaluate_student.py."""
 
 import json
 import os
@@ -76,7 +76,7 @@ def test_adapt_train_evaluate(tiny_student, tmp_path):
 
     result_file = tmp_path / "eval.json"
     proc = run(
-        "recipes/evaluate.py",
+        "recipes/evaluate_student.py",
         "--model",
         str(trained),
         "--dataset_name",

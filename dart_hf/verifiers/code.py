@@ -163,7 +163,8 @@ class CodeVerifier:
         python: the interpreter that runs programs (default: this one, or a system `python3` when
             the sandbox uid cannot read this one's standard library).
         extract: `text -> code or None`, replacing the last-code-block rule.
-        test_column / entry_point_column: the row columns read by `judge_attempts`.
+        test_column: the row column holding the tests, read by `judge_attempts`.
+        entry_point_column: the row column naming the function the tests call.
     """
 
     instruction = "Write the whole function, signature included, in one ```python code block."
