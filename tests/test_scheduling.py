@@ -173,7 +173,7 @@ def test_round_stream_isolates_the_request_that_breaks_a_call():
 
 @pytest.fixture(scope="module")
 def planted_rows():
-    return PlantedGapTask().generate(6, seed=2)
+    return PlantedGapTask().generate(4, seed=2)
 
 
 def test_in_process_stream_gives_the_rows_of_the_round_schedule(tiny_student, planted_rows):
@@ -192,7 +192,7 @@ def test_in_process_stream_gives_the_rows_of_the_round_schedule(tiny_student, pl
     ]
     assert [o["dart_action"] for o in streamed].count("error") == 0
     for s, a in zip(streamed, alone):
-        assert all(s[c] == a[c] for c in COLUMNS if c != "dart_step_success") and s["dart_step_samples"]
+        assert _same(s, a)
     assert streamed_backend.tokens_generated == sum(o["dart_tokens_generated"] for o in streamed)
 
 

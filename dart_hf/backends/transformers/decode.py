@@ -115,8 +115,10 @@ class DecodeBatch:
     This is continuous batching in the decode loop: `admit` prefills new samples and merges their
     cache rows into the running batch (left-padded to a common width; columns that every row pads
     are trimmed away), `step` draws one token for every live sample and returns the ones that
-    finished, whose rows leave at once. A sample's tokens depend only on its prompt and its seed,
-    never on which rows it shared the batch with (up to float rounding in batched kernels).
+    finished. A finished sample's row is not copied out of the cache at once (each compaction copies
+    the whole cache): it rides along, masked out of nothing and ignored, until the next admission or
+    until a quarter of the rows are finished. A sample's tokens depend only on its prompt and its
+    seed, never on which rows it shared the batch with (up to float rounding in batched kernels).
     Caches that are not `GrowableLayer`s (models whose cache is not plain) cannot be merged: new
     samples then wait until the batch is empty (`can_admit`).
 
@@ -140,12 +142,13 @@ class DecodeBatch:
         self.device = next(model.parameters()).device
         self.stop_at_answer, self.eos_ids, self.pieces = stop_at_answer, eos_ids, pieces
         self.prefill, self.forward, self.select, self.finish = prefill, forward, select, finish
-        self.live: list[Sample] = []
+        self.live: list[Sample] = []  # the samples still decoding
         self.generated = 0  # tokens drawn so far
-        self._logits: Optional[torch.Tensor] = None  # next-token logits of every live row
+        self._rows: list[Optional[Sample]] = []  # one per cache row; None: finished, not yet compacted away
+        self._logits: Optional[torch.Tensor] = None  # next-token logits of every row
         self._cache: Any = None
         self._mask: Optional[torch.Tensor] = None
-        self._tokens: Optional[torch.Tensor] = None  # the token each live row drew last (fed at the next step)
+        self._tokens: Optional[torch.Tensor] = None  # the token each row drew last (fed at the next step)
         self._token_text: Optional[list[str]] = None
 
     @property
@@ -167,8 +170,10 @@ class DecodeBatch:
             return finished
         if not self.can_admit:
             raise RuntimeError("this model's cache cannot take new rows while others decode")
-        if self.live:  # feed the tokens drawn last, so every row's logits are for its next token
-            self._advance()
+        if self.live:
+            if self._tokens is not None:  # feed the tokens drawn last, so every row's logits are for its next token
+                self._advance()
+            self._compact()
         unique: dict[str, int] = {}
         for sample in joining:
             unique.setdefault(sample.prompt, len(unique))
@@ -185,6 +190,7 @@ class DecodeBatch:
         else:
             self._merge(logits, cache, mask, max(sample.budget for sample in joining))
         self.live += joining
+        self._rows = list(self.live)
         return finished
 
     def _merge(self, logits: torch.Tensor, cache: Any, mask: torch.Tensor, budget: int) -> None:
@@ -210,8 +216,21 @@ class DecodeBatch:
         self._mask = merged_mask
         self._logits = torch.cat([self._logits, logits])
 
+    def _compact(self) -> None:
+        """Drop the rows of finished samples from the cache, mask, logits and pending tokens."""
+        if len(self._rows) == len(self.live):
+            return
+        keep = torch.tensor([i for i, s in enumerate(self._rows) if s is not None], device=self.device)
+        self._cache.batch_select_indices(keep)
+        self._mask = self._mask.index_select(0, keep)  # type: ignore[union-attr]
+        if self._tokens is not None:
+            self._tokens = self._tokens.index_select(0, keep)
+        if self._logits is not None:
+            self._logits = self._logits.index_select(0, keep)
+        self._rows = list(self.live)
+
     def _advance(self) -> None:
-        """Run the model on the tokens drawn last: the next logits of every live row."""
+        """Run the model on the tokens drawn last: the next logits of every row."""
         assert self._mask is not None and self._tokens is not None
         self._mask = torch.cat([self._mask, self._mask.new_ones((self._mask.shape[0], 1))], dim=-1)
         position_ids = self._mask.sum(-1, keepdim=True) - 1
@@ -232,12 +251,14 @@ class DecodeBatch:
         if self._tokens is not None:
             self._advance()
         assert self._logits is not None and self._mask is not None
-        logits = self._logits
+        rows = [i for i, s in enumerate(self._rows) if s is not None]
+        all_rows = len(rows) == len(self._rows)
+        logits = self._logits if all_rows else self._logits.index_select(0, torch.tensor(rows, device=self.device))
         tokens = self.select(logits, self.live)
         token_lp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         token_list, lp_list = tokens.tolist(), token_lp.tolist()
-        keep, finished = [], []
-        for k, sample in enumerate(self.live):
+        finished = []
+        for k, (i, sample) in enumerate(zip(rows, self.live)):
             tok_id = token_list[k]
             sample.tokens.append(tok_id)
             sample.logprob_sum += lp_list[k]
@@ -248,21 +269,22 @@ class DecodeBatch:
                 reason = "answer"
             elif len(sample.tokens) >= sample.budget:
                 reason = "length"
-            if reason is None:
-                keep.append(k)
-            else:
+            if reason is not None:
                 finished.append((sample, self.finish(sample, reason)))
+                self._rows[i] = None
         self.generated += len(self.live)
-        if len(keep) < len(self.live):
-            if keep:
-                keep_idx = torch.tensor(keep, device=self.device)
-                self._cache.batch_select_indices(keep_idx)
-                self._mask, tokens = self._mask.index_select(0, keep_idx), tokens.index_select(0, keep_idx)
-            else:
-                self._cache = self._mask = None
-            self.live = [self.live[k] for k in keep]
-        self._tokens = tokens if self.live else None
-        self._logits = None
+        if all_rows:
+            fed = tokens
+        else:  # finished rows are fed a token too (their outputs are ignored): any will do
+            fed = torch.zeros(len(self._rows), dtype=tokens.dtype, device=tokens.device)
+            fed[torch.tensor(rows, device=self.device)] = tokens
+        self._tokens, self._logits = fed, None
+        if finished:
+            self.live = [s for s in self._rows if s is not None]
+            if not self.live:
+                self._rows, self._cache, self._mask, self._tokens = [], None, None, None
+            elif 4 * (len(self._rows) - len(self.live)) >= len(self._rows):
+                self._compact()
         return finished
 
 
