@@ -4,8 +4,8 @@ Every sample draws its random numbers from a private generator seeded by
 [`sample_seed`][dart_hf.backends.base.sample_seed], so its tokens do not depend on which other
 requests share the batch, on the batch size, or on the process that runs it. Each chosen token's
 log-prob is taken under the *raw* model distribution (before temperature and top-p), for the
-"most native continuation" selection policy. Rows that finish leave the batch at once, so
-stragglers do not pay for them.
+"most native continuation" selection policy. Rows that finish make room for waiting samples
+(`DecodeBatch.admit`), so the batch stays full while there is work.
 """
 
 from __future__ import annotations
@@ -286,32 +286,3 @@ class DecodeBatch:
             elif 4 * (len(self._rows) - len(self.live)) >= len(self._rows):
                 self._compact()
         return finished
-
-
-def decode_chunk(
-    model: Any,
-    samples: list[Sample],
-    *,
-    stop_at_answer: bool,
-    eos_ids: set[int],
-    pieces: Callable[[int], list[str]],
-    prefill: Callable[[Any, list[list[int]], list[int], int, torch.device], Prefilled],
-    forward: Forward,
-    select: Callable[[torch.Tensor, list[Sample]], torch.Tensor],
-    finish: Callable[[Sample, str], Completion],
-) -> tuple[list[Completion], int]:
-    """Decode one chunk of samples to completions (in their order); also return the tokens generated."""
-    batch = DecodeBatch(
-        model,
-        stop_at_answer=stop_at_answer,
-        eos_ids=eos_ids,
-        pieces=pieces,
-        prefill=prefill,
-        forward=forward,
-        select=select,
-        finish=finish,
-    )
-    done: dict[int, Completion] = {id(s): c for s, c in batch.admit(samples)}
-    while batch.live:
-        done.update((id(s), c) for s, c in batch.step())
-    return [done[id(s)] for s in samples], batch.generated
