@@ -294,8 +294,8 @@ def test_stream_keeps_a_loopback_engine_busier_than_rounds_with_the_same_rows():
         verifier.close()
     assert len(outs["stream"]) == len(problems)
     assert "error" not in outs["stream"]["dart_action"]
-    for column in COLUMNS:
-        assert outs["stream"][column] == outs["rounds"][column], column
+    for column in COLUMNS:  # as JSON: NaN (an unsampled prefix) equals NaN
+        assert json.dumps(outs["stream"][column], default=repr) == json.dumps(outs["rounds"][column], default=repr)
     assert sum(g > 0 for g in outs["stream"]["dart_gap_step"]) >= 3  # the loopback student fails at planted gaps
     assert occupancy["stream"] > occupancy["rounds"] * 1.3, occupancy  # measured 0.7-0.8 vs 0.2-0.4 when shared
 
