@@ -10,6 +10,7 @@ order, and a row that cannot be adapted gets `dart_action="error"` and a reason 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -20,7 +21,7 @@ from typing import Any, Optional
 
 from tqdm.auto import tqdm
 
-from .backends.base import derive_seed
+from .backends.base import Outcome, derive_seed, open_stream
 from .config import DartConfig
 from .errors import RunError
 from .example import Example, ExampleError, parse_example
@@ -36,7 +37,7 @@ from .schema import (  # noqa: F401  (USABLE_ACTIONS, is_usable: re-exported, as
     is_usable,
 )
 from .selection import select_continuation
-from .simulation import Rollout, SampleJob, check_prompt_length, run_jobs, success_rates
+from .simulation import Rollout, SampleJob, check_prompt_length, job_request, judge_outputs, success_rates
 from .verifiers import MathVerifier, Verifier, as_verifier, verifier_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -135,35 +136,71 @@ class DartAdapter:
         return {name: [o[name] for o in outputs] for name in OUTPUT_COLUMNS}
 
     def adapt_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Adapt rows together: each round, the pending sampling jobs of every row go to the backend in one call.
+        """Adapt rows together, each at its own pace, through one stream of generation requests.
 
-        Batching across rows keeps the backend's batches full when early stop or adaptive sampling
-        leave each row only a few rollouts per round. A row's samples are seeded by its content, so
-        they do not depend on its neighbours (up to float rounding in batched kernels). `dart_seconds`
-        is the row's own time plus its share, by generated tokens, of each round it took part in.
+        Every row's plan yields rounds of sampling jobs; a round's requests go to the backend's
+        stream (`open_stream`) as soon as the row asks for them, and the row moves on as soon as its
+        own round is back, while the other rows' requests are still running. So a continuous-batching
+        backend (`TransformersBackend`, `OpenAIServerBackend`) stays full however the rows' rounds
+        interleave; a backend with only `generate` gets one call per round of all waiting rows. A
+        row's samples are seeded by its content, so they do not depend on its neighbours or on the
+        schedule (up to float rounding in batched kernels). `dart_seconds` is the row's own time plus
+        its share, by generated tokens, of each wait for the backend that returned its requests.
+
+        A request that failed on its own (the backend raised `RequestsFailed`, or one request of a
+        failing call) fails its row; the other rows keep going. A `RunError` (no server answers, the
+        student cannot load) ends the run.
         """
         tasks = [_Task(row) for row in rows]
-        for task in tasks:
-            self._start(task)
         bar = tqdm(total=len(tasks), desc="DART", unit="ex", disable=not self.progress or len(tasks) < 2, leave=False)
+        owner: dict[int, tuple[_Task, int]] = {}  # request key -> (its row, its job's place in the round)
+        keys = itertools.count()
+        stream = open_stream(self.backend)
         tokens, start = 0, time.perf_counter()
-        active = [task for task in tasks if task.out is None]
-        bar.update(len(tasks) - len(active))
-        while active:
-            began = time.perf_counter()
-            results = self._run_round(active)
-            elapsed = time.perf_counter() - began
-            round_tokens = {id(task): sum(r.completion.num_tokens for rs in got for r in rs) for task, got in results}
-            total = sum(round_tokens.values())
-            for task, got in results:
-                share = round_tokens[id(task)] / total if total else 1 / len(results)
-                task.seconds += elapsed * share
-                tokens += round_tokens[id(task)]
-                self._advance(task, got)
-            still = [task for task in active if task.out is None]
-            bar.update(len(active) - len(still))
-            bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.0f}")
-            active = still
+
+        def submit(task: _Task) -> None:
+            task.got = [None] * len(task.pending)
+            task.waiting = len(task.pending)
+            for i, job in enumerate(task.pending):
+                key = next(keys)
+                owner[key] = (task, i)
+                stream.submit(key, job_request(task.example, job, self.backend, self.config))
+
+        try:
+            for task in tasks:  # each row's first round goes out while the next rows are read
+                self._start(task)
+                if task.out is None:
+                    submit(task)
+                else:
+                    bar.update(1)
+            while owner:
+                began = time.perf_counter()
+                done = stream.collect()
+                elapsed = time.perf_counter() - began
+                if not done:
+                    raise RuntimeError(f"the generation stream returned nothing with {len(owner)} requests pending")
+                spent = {key: _tokens(outcome) for key, outcome in done}
+                total = sum(spent.values())
+                back = []  # rows whose round is complete, in the order their last request came back
+                for key, outcome in done:
+                    task, i = owner.pop(key)
+                    task.seconds += elapsed * (spent[key] / total if total else 1 / len(done))
+                    tokens += spent[key]
+                    if task.out is not None:  # failed already: what else it asked for is dropped
+                        continue
+                    task.got[i] = outcome
+                    task.waiting -= 1
+                    if task.waiting == 0:
+                        back.append(task)
+                for task in back:
+                    self._advance(task)
+                    if task.out is None:
+                        submit(task)
+                    else:
+                        bar.update(1)
+                bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.0f}")
+        finally:
+            stream.close()
         bar.close()
         for task in tasks:
             task.out.update(dart_seconds=task.seconds, dart_verify_timeouts=task.verify_timeouts)
@@ -185,48 +222,21 @@ class DartAdapter:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
 
-    def _advance(self, task: _Task, got: list[list[Rollout]]) -> None:
+    def _advance(self, task: _Task) -> None:
+        """Judge the row's round that came back and send it to its plan, which yields the next round or the row."""
         began = time.perf_counter()
-        task.verify_timeouts += sum(r.timed_out for rs in got for r in rs)
         try:
+            got = judge_outputs([(task.example, job) for job in task.pending], task.got, self.verifier, self.config)
+            failed = [g for g in got if isinstance(g, BaseException)]
+            if failed:
+                raise failed[0]
+            task.verify_timeouts += sum(r.timed_out for rs in got for r in rs)
             task.pending = task.plan.send(got)
         except StopIteration as stop:
             task.out = stop.value
         except Exception as err:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
-
-    def _run_round(self, active: list[_Task]) -> list[tuple[_Task, list[list[Rollout]]]]:
-        """Sample the pending jobs of all active rows at once; returns the rows that got all their rollouts.
-
-        A job that failed on its own (the backend raised `RequestsFailed`) fails its row; the other
-        rows keep what they received, nothing is asked again. A `RunError` (no server answers, the
-        student cannot load) ends the run. Any other exception from a call of several rows is not
-        attributable to one row, so the rows are retried one by one to isolate the culprit.
-        """
-        work = [(task.example, job) for task in active for job in task.pending]
-        try:
-            rollouts = run_jobs(work, self.backend, self.verifier, self.config)
-        except RunError:
-            raise
-        except Exception as err:
-            if len(active) == 1:
-                self._fail(active[0], err)
-                return []
-            logger.warning("a DART round failed (%s: %s); retrying row by row", type(err).__name__, err)
-            results = []
-            for task in active:
-                results += self._run_round([task])
-            return results
-        results, it = [], iter(rollouts)
-        for task in active:
-            got = [next(it) for _ in task.pending]
-            failed = [g for g in got if isinstance(g, BaseException)]
-            if failed:
-                self._fail(task, failed[0])
-            else:
-                results.append((task, got))
-        return results
 
     def _fail(self, task: _Task, err: BaseException) -> None:
         if isinstance(err, RunError):  # wrong with the run, not with this row: stop before writing anything
@@ -308,10 +318,16 @@ class _Task:
     row: Mapping[str, Any]
     example: Optional[Example] = None
     plan: Any = None
-    pending: list = field(default_factory=list)
+    pending: list = field(default_factory=list)  # the jobs of the round it waits on
+    got: list = field(default_factory=list)  # their outcomes so far (None: not back yet)
+    waiting: int = 0  # how many of them are not back yet
     out: Optional[dict[str, Any]] = None
     seconds: float = 0.0
     verify_timeouts: int = 0  # comparisons math-verify did not finish, the gold's own check included
+
+
+def _tokens(outcome: Outcome) -> int:
+    return 0 if isinstance(outcome, BaseException) else sum(c.num_tokens for c in outcome)
 
 
 def _is_backend(obj: Any) -> bool:

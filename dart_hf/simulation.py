@@ -59,7 +59,8 @@ def check_prompt_length(example: Example, backend: GenerationBackend, config: Da
         raise ExampleError(f"prompt is longer than the student's context ({n_tokens} >= {limit} tokens)")
 
 
-def _request(example: Example, job: SampleJob, backend: GenerationBackend, config: DartConfig) -> GenerationRequest:
+def job_request(example: Example, job: SampleJob, backend: GenerationBackend, config: DartConfig) -> GenerationRequest:
+    """The backend request of one job: its prompt, and the seed of its (example, phase, prefix) stream."""
     return GenerationRequest(
         prompt=render_prompt(example, prefix_text(example, job.t), backend.tokenizer, config),
         n=job.n,
@@ -83,22 +84,37 @@ def run_jobs(
     """
     if not work:
         return []
-    requests = [_request(example, job, backend, config) for example, job in work]
-    outputs: list[Optional[list[Completion]]]
-    errors: dict[int, BaseException] = {}
+    requests = [job_request(example, job, backend, config) for example, job in work]
+    outputs: list[Union[list[Completion], BaseException, None]]
     try:
         outputs = list(backend.generate(requests))
     except RequestsFailed as partial:
-        outputs, errors = list(partial.outputs), dict(partial.errors)
+        outputs = [partial.errors[i] if i in partial.errors else o for i, o in enumerate(partial.outputs)]
     if len(outputs) != len(requests):
         raise RuntimeError(f"backend returned completions for {len(outputs)} of {len(requests)} requests")
-    for i, (o, r) in enumerate(zip(outputs, requests)):
-        if i not in errors and (o is None or len(o) != r.n):
+    return judge_outputs(work, outputs, verifier, config)
+
+
+def judge_outputs(
+    work: Sequence[tuple[Example, SampleJob]],
+    outputs: Sequence[Union[list[Completion], BaseException, None]],
+    verifier: Verifier,
+    config: DartConfig,
+) -> list[Union[list[Rollout], BaseException]]:
+    """Judge each job's completions (one verifier call for all); a job whose outcome is an exception keeps it.
+
+    A job that got another number of completions than it asked for gets a `RuntimeError`.
+    """
+    errors: dict[int, BaseException] = {}
+    for i, (o, (_, job)) in enumerate(zip(outputs, work)):
+        if isinstance(o, BaseException):
+            errors[i] = o
+        elif o is None or len(o) != job.n:
             errors[i] = RuntimeError(
-                f"backend returned {0 if o is None else len(o)} completions for a request of {r.n}"
+                f"backend returned {0 if o is None else len(o)} completions for a request of {job.n}"
             )
     kept = [i for i in range(len(work)) if i not in errors]
-    texts = {i: [prefix_text(work[i][0], work[i][1].t) + c.text for c in outputs[i]] for i in kept}
+    texts = {i: [prefix_text(work[i][0], work[i][1].t) + c.text for c in outputs[i]] for i in kept}  # type: ignore[union-attr]
     answers = {i: [answer_of(verifier, text, config.answer_phrase_fallback) for text in texts[i]] for i in kept}
     attempts = [
         Attempt(work[i][0].gold, a, text, work[i][0].row) for i in kept for a, text in zip(answers[i], texts[i])
@@ -109,7 +125,8 @@ def run_jobs(
         raise RunError(f"{type(verifier).__name__}.{method} returned {len(given)} verdicts for {len(attempts)} answers")
     verdicts = iter(given)
     judged: dict[int, list[Rollout]] = {
-        i: [Rollout(work[i][1].t, c, a, *next(verdicts)) for c, a in zip(outputs[i], answers[i])] for i in kept
+        i: [Rollout(work[i][1].t, c, a, *next(verdicts)) for c, a in zip(outputs[i], answers[i])]  # type: ignore[arg-type]
+        for i in kept
     }
     return [judged[i] if i in judged else errors[i] for i in range(len(work))]
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Optional, Protocol, Union, runtime_checkable
+
+from ..errors import RunError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,91 @@ class GenerationBackend(Protocol):
         May raise `RequestsFailed` (some requests failed, the rest are kept) or `RunError`.
         """
         ...
+
+
+Outcome = Union[list[Completion], BaseException]
+"""What a stream hands back for one request: its `n` completions, or why it failed on its own."""
+
+
+@runtime_checkable
+class GenerationStream(Protocol):
+    """Requests in, each request's completions out as soon as it is done: how a driver keeps a backend full.
+
+    A backend that can start new work while other work runs (continuous batching in-process, an HTTP
+    server with requests in flight) offers `stream()`; [`open_stream`][dart_hf.backends.base.open_stream]
+    wraps any other backend's `generate` in a [`RoundStream`][dart_hf.backends.base.RoundStream].
+    Samples are seeded per request exactly as in `generate`, so what a request returns never depends
+    on when it was submitted or what ran beside it.
+    """
+
+    def submit(self, key: Hashable, request: GenerationRequest) -> None:
+        """Queue `request`; its outcome comes back from `collect` under `key`."""
+        ...
+
+    def collect(self) -> list[tuple[Hashable, Outcome]]:
+        """Block until at least one submitted request is done; return every done one (`[]` if none is pending).
+
+        A request that failed on its own comes back as its exception; a failure of the run (a
+        [`RunError`][dart_hf.errors.RunError]) is raised.
+        """
+        ...
+
+    def close(self) -> None:
+        """Drop what is still queued or running."""
+        ...
+
+
+class RoundStream:
+    """A stream over a backend that only has `generate`: each `collect` is one `generate` of everything submitted.
+
+    This is the round-synchronous schedule (every row's next jobs wait for the slowest request of
+    the round). A `generate` that raises for several requests at once is retried request by request,
+    so the failure lands on the request that caused it.
+    """
+
+    def __init__(self, backend: GenerationBackend) -> None:
+        self.backend = backend
+        self._queued: list[tuple[Hashable, GenerationRequest]] = []
+
+    def submit(self, key: Hashable, request: GenerationRequest) -> None:
+        self._queued.append((key, request))
+
+    def collect(self) -> list[tuple[Hashable, Outcome]]:
+        queued, self._queued = self._queued, []
+        return self._run(queued)
+
+    def _run(self, queued: list[tuple[Hashable, GenerationRequest]]) -> list[tuple[Hashable, Outcome]]:
+        if not queued:
+            return []
+        requests = [request for _, request in queued]
+        errors: dict[int, BaseException] = {}
+        try:
+            try:
+                outputs: list[Optional[list[Completion]]] = list(self.backend.generate(requests))
+            except RequestsFailed as partial:
+                outputs, errors = list(partial.outputs), dict(partial.errors)
+            if len(outputs) != len(requests):
+                raise RuntimeError(f"backend returned completions for {len(outputs)} of {len(requests)} requests")
+        except RunError:
+            raise
+        except Exception as err:
+            if len(queued) == 1:
+                return [(queued[0][0], err)]
+            logger.warning("a generation call failed (%s: %s); retrying request by request", type(err).__name__, err)
+            return [done for one in queued for done in self._run([one])]
+        return [
+            (key, errors[i] if i in errors else outputs[i])  # type: ignore[misc]
+            for i, (key, _) in enumerate(queued)
+        ]
+
+    def close(self) -> None:
+        self._queued = []
+
+
+def open_stream(backend: GenerationBackend) -> GenerationStream:
+    """The backend's own stream when it has one (`backend.stream()`), else a `RoundStream` over `generate`."""
+    make = getattr(backend, "stream", None)
+    return make() if callable(make) else RoundStream(backend)
 
 
 def derive_seed(*parts: Any) -> int:

@@ -45,6 +45,7 @@ from typing import Any, Optional
 from ...errors import RunError
 from ...redaction import Secrets, redact, split_credentials
 from ..base import Completion, GenerationRequest, RequestsFailed, sample_seed
+from .stream import ServerStream
 from .transport import ServerError, ServerTransport
 from .wire import parse_completions, request_body
 
@@ -233,6 +234,10 @@ class OpenAIServerBackend(ServerTransport):
     ) -> list[Completion]:
         body = request_body(request, n, seed, self.model, self.transformers_serve_compat)
         return self._completions(self._post(body, abort))
+
+    def stream(self) -> ServerStream:
+        """A [`GenerationStream`][dart_hf.backends.base.GenerationStream]: up to `max_concurrency` requests in flight, whoever sent them."""
+        return ServerStream(self)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         """Return, for each request, exactly `request.n` completions in sample order.

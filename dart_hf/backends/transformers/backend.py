@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..base import Completion, GenerationRequest, sample_seed
-from .decode import Sample, call_model, completion, decode_chunk, forward_signature, select_tokens
+from ..base import Completion, GenerationRequest
+from .decode import Sample, call_model, completion, forward_signature, select_tokens
 from .loading import (
     Source,
     context_from_config,
@@ -28,6 +28,7 @@ from .loading import (
 )
 from .planner import share_groups
 from .prefill import Prefilled, prefill_growable, prefill_plain
+from .stream import DecodeStream, check_request
 
 
 class TransformersBackend:
@@ -224,63 +225,38 @@ class TransformersBackend:
     # ------------------------------------------------------------------ generation
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
-        """Return, for each request, exactly `request.n` completions in sample order."""
+        """Return, for each request, exactly `request.n` completions in sample order.
+
+        The requests run through one [`stream`][dart_hf.backends.transformers.TransformersBackend.stream]:
+        a row that finishes is refilled with a waiting sample, so stragglers do not leave the batch
+        half empty. A request that cannot run (a prompt longer than the context) raises.
+        """
         requests = list(requests)
-        results: list[list[Optional[Completion]]] = [[None] * r.n for r in requests]
         for r in requests:
-            if r.n < 0 or r.max_new_tokens < 0 or r.first_sample < 0:
-                raise ValueError(
-                    f"n, max_new_tokens and first_sample must be >= 0, got n={r.n}, "
-                    f"max_new_tokens={r.max_new_tokens}, first_sample={r.first_sample}"
-                )
-            if r.temperature < 0 or not 0 < r.top_p <= 1:
-                raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {r.temperature}, {r.top_p}")
-        if not any(r.n for r in requests):
-            return [[] for _ in requests]
-        if self._single_thread and torch.get_num_threads() > 1:
-            torch.set_num_threads(1)
-
-        model = self.model
-        tokenizer = self.tokenizer
-        context = self.context_length
-        prompt_ids: dict[str, list[int]] = {}
-        for r in requests:
-            if r.n and r.prompt not in prompt_ids:
-                ids = tokenizer(r.prompt, add_special_tokens=False)["input_ids"]
-                if context is not None and len(ids) >= context:
-                    raise ValueError(
-                        f"prompt of {len(ids)} tokens does not fit the model's context of {context} tokens "
-                        f"(it leaves no room for generation): {r.prompt[:80]!r}..."
-                    )
-                prompt_ids[r.prompt] = ids
-
-        samples = []
-        for ri, r in enumerate(requests):
-            if not r.n:
-                continue
-            ids = prompt_ids[r.prompt]
-            budget = r.max_new_tokens if context is None else min(r.max_new_tokens, context - len(ids))
-            for j in range(r.n):
-                seed = sample_seed(r.seed, r.first_sample + j)
-                samples.append(Sample(ri, j, r.prompt, ids, budget, float(r.temperature), float(r.top_p), seed))
-        with torch.inference_mode():
-            for start in range(0, len(samples), self.batch_size):
-                chunk = samples[start : start + self.batch_size]
-                completions, generated = decode_chunk(
-                    model,
-                    chunk,
-                    stop_at_answer=self.stop_at_answer,
-                    eos_ids=self._eos_token_ids(),
-                    pieces=self._token_pieces,
-                    prefill=self._prefill,
-                    forward=self._forward,
-                    select=self._select,
-                    finish=self._completion,
-                )
-                self.tokens_generated += generated
-                for sample, c in zip(chunk, completions):
-                    results[sample.request][sample.index] = c
+            check_request(r)
+        results: list[Optional[list[Completion]]] = [None] * len(requests)
+        stream = self.stream()
+        for i, r in enumerate(requests):
+            stream.submit(i, r)
+        left = len(requests)
+        while left:
+            done = stream.collect()
+            if not done:  # pragma: no cover - the stream returns every request it was given
+                raise RuntimeError(f"decoding stopped with {left} requests unanswered")
+            for i, outcome in done:
+                if isinstance(outcome, BaseException):
+                    stream.close()
+                    raise outcome
+                results[i] = outcome  # type: ignore[index]
+                left -= 1
         return results  # type: ignore[return-value]
+
+    def stream(self, refill: Optional[int] = None) -> DecodeStream:
+        """A [`GenerationStream`][dart_hf.backends.base.GenerationStream]: requests join the decode batch as rows free up.
+
+        `refill`: admit waiting samples once this many rows are free (default `batch_size // 8`).
+        """
+        return DecodeStream(self, refill)
 
     # ------------------------------------------------------------------ seams of the decode loop
 

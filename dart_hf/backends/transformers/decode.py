@@ -4,8 +4,8 @@ Every sample draws its random numbers from a private generator seeded by
 [`sample_seed`][dart_hf.backends.base.sample_seed], so its tokens do not depend on which other
 requests share the batch, on the batch size, or on the process that runs it. Each chosen token's
 log-prob is taken under the *raw* model distribution (before temperature and top-p), for the
-"most native continuation" selection policy. Rows that finish leave the batch at once, so
-stragglers do not pay for them.
+"most native continuation" selection policy. Rows that finish make room for waiting samples
+(`DecodeBatch.admit`), so the batch stays full while there is work.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 
 from ...answers import AnswerStopper
 from ..base import Completion
+from .cache import GrowableLayer
 from .prefill import Forward, Prefilled
 
 
@@ -107,76 +108,180 @@ def completion(sample: Sample, reason: str, text: str) -> Completion:
     return Completion(text=text, num_tokens=n, logprob=sample.logprob_sum / n, finish_reason=reason)
 
 
-def decode_chunk(
-    model: Any,
-    samples: list[Sample],
-    *,
-    stop_at_answer: bool,
-    eos_ids: set[int],
-    pieces: Callable[[int], list[str]],
-    prefill: Callable[[Any, list[list[int]], list[int], int, torch.device], Prefilled],
-    forward: Forward,
-    select: Callable[[torch.Tensor, list[Sample]], torch.Tensor],
-    finish: Callable[[Sample, str], Completion],
-) -> tuple[list[Completion], int]:
-    """Decode one chunk of samples to completions (in their order); also return the tokens generated.
+class DecodeBatch:
+    """Samples decoding together, one token each per step; new samples can join between steps.
+
+    This is continuous batching in the decode loop: `admit` prefills new samples and merges their
+    cache rows into the running batch (left-padded to a common width; columns that every row pads
+    are trimmed away), `step` draws one token for every live sample and returns the ones that
+    finished. A finished sample's row is not copied out of the cache at once (each compaction copies
+    the whole cache): it rides along, masked out of nothing and ignored, until the next admission or
+    until a quarter of the rows are finished. A sample's tokens depend only on its prompt and its
+    seed, never on which rows it shared the batch with (up to float rounding in batched kernels).
+    Caches that are not `GrowableLayer`s (models whose cache is not plain) cannot be merged: new
+    samples then wait until the batch is empty (`can_admit`).
 
     `pieces(vocab_size)` is each token's text (for `stop_at_answer`); `prefill`, `forward`, `select`
     and `finish` are the backend's methods, called through it so benchmarks can time them.
     """
-    device = next(model.parameters()).device
-    done: list[Optional[Completion]] = [None] * len(samples)
-    for i, sample in enumerate(samples):
-        if sample.budget <= 0:
-            done[i] = Completion(text="", num_tokens=0, logprob=None, finish_reason="length")
-        sample.begin(stop_at_answer)
-    live = [i for i in range(len(samples)) if done[i] is None]
-    if not live:
-        return done, 0  # type: ignore[return-value]
 
-    # Prefill every distinct prompt once (left padding), then copy its cache to its sample rows.
-    unique: dict[str, int] = {}
-    for i in live:
-        unique.setdefault(samples[i].prompt, len(unique))
-    prompts: list[list[int]] = [[] for _ in unique]
-    for i in live:
-        prompts[unique[samples[i].prompt]] = samples[i].prompt_ids
-    expand = [unique[samples[i].prompt] for i in live]
-    limit = max(len(p) for p in prompts) + max(samples[i].budget for i in live)
-    logits, cache, mask = prefill(model, prompts, expand, limit, device)
-    token_text = pieces(logits.shape[-1]) if stop_at_answer else None
-    generated = 0
-    while True:
-        tokens = select(logits, [samples[i] for i in live])
+    def __init__(
+        self,
+        model: Any,
+        *,
+        stop_at_answer: bool,
+        eos_ids: set[int],
+        pieces: Callable[[int], list[str]],
+        prefill: Callable[[Any, list[list[int]], list[int], int, torch.device], Prefilled],
+        forward: Forward,
+        select: Callable[[torch.Tensor, list[Sample]], torch.Tensor],
+        finish: Callable[[Sample, str], Completion],
+    ) -> None:
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.stop_at_answer, self.eos_ids, self.pieces = stop_at_answer, eos_ids, pieces
+        self.prefill, self.forward, self.select, self.finish = prefill, forward, select, finish
+        self.live: list[Sample] = []  # the samples still decoding
+        self.generated = 0  # tokens drawn so far
+        self._rows: list[Optional[Sample]] = []  # one per cache row; None: finished, not yet compacted away
+        self._logits: Optional[torch.Tensor] = None  # next-token logits of every row
+        self._cache: Any = None
+        self._mask: Optional[torch.Tensor] = None
+        self._tokens: Optional[torch.Tensor] = None  # the token each row drew last (fed at the next step)
+        self._token_text: Optional[list[str]] = None
+
+    @property
+    def can_admit(self) -> bool:
+        """Whether new samples can join now (always, unless the running cache cannot be merged)."""
+        return not self.live or all(isinstance(layer, GrowableLayer) for layer in self._cache.layers)
+
+    def admit(self, samples: list[Sample]) -> list[tuple[Sample, Completion]]:
+        """Prefill `samples` into the batch; those with no token budget finish at once and are returned."""
+        finished = []
+        joining = []
+        for sample in samples:
+            sample.begin(self.stop_at_answer)
+            if sample.budget <= 0:
+                finished.append((sample, Completion(text="", num_tokens=0, logprob=None, finish_reason="length")))
+            else:
+                joining.append(sample)
+        if not joining:
+            return finished
+        if not self.can_admit:
+            raise RuntimeError("this model's cache cannot take new rows while others decode")
+        if self.live:
+            if self._tokens is not None:  # feed the tokens drawn last, so every row's logits are for its next token
+                self._advance()
+            self._compact()
+        unique: dict[str, int] = {}
+        for sample in joining:
+            unique.setdefault(sample.prompt, len(unique))
+        prompts: list[list[int]] = [[] for _ in unique]
+        for sample in joining:
+            prompts[unique[sample.prompt]] = sample.prompt_ids
+        expand = [unique[sample.prompt] for sample in joining]
+        limit = max(len(p) for p in prompts) + max(sample.budget for sample in joining)
+        logits, cache, mask = self.prefill(self.model, prompts, expand, limit, self.device)
+        if self._token_text is None and self.stop_at_answer:
+            self._token_text = self.pieces(logits.shape[-1])
+        if not self.live:
+            self._logits, self._cache, self._mask = logits, cache, mask
+        else:
+            self._merge(logits, cache, mask, max(sample.budget for sample in joining))
+        self.live += joining
+        self._rows = list(self.live)
+        return finished
+
+    def _merge(self, logits: torch.Tensor, cache: Any, mask: torch.Tensor, budget: int) -> None:
+        """Append new rows to the running cache: left-pad both to a common width, trim all-pad columns."""
+        assert self._mask is not None and self._logits is not None
+        width = max(self._mask.shape[-1], mask.shape[-1])
+
+        def widen(t: torch.Tensor, dim_from_end: int) -> torch.Tensor:
+            pad = width - t.shape[-dim_from_end]
+            if not pad:
+                return t
+            return torch.nn.functional.pad(t, (0, 0, pad, 0) if dim_from_end == 2 else (pad, 0))
+
+        merged_mask = torch.cat([widen(self._mask, 1), widen(mask, 1)])
+        first = int((merged_mask.sum(0) > 0).nonzero()[0])  # leading columns every row pads
+        merged_mask = merged_mask[:, first:]
+        remaining = max(s.budget - len(s.tokens) for s in self.live)
+        limit = merged_mask.shape[-1] + max(remaining, budget)
+        for li, (old, new) in enumerate(zip(self._cache.layers, cache.layers)):
+            keys = torch.cat([widen(old.keys, 2), widen(new.keys, 2)])[:, :, first:]
+            values = torch.cat([widen(old.values, 2), widen(new.values, 2)])[:, :, first:]
+            self._cache.layers[li] = GrowableLayer(keys, values, limit)
+        self._mask = merged_mask
+        self._logits = torch.cat([self._logits, logits])
+
+    def _compact(self) -> None:
+        """Drop the rows of finished samples from the cache, mask, logits and pending tokens."""
+        if len(self._rows) == len(self.live):
+            return
+        keep = torch.tensor([i for i, s in enumerate(self._rows) if s is not None], device=self.device)
+        self._cache.batch_select_indices(keep)
+        self._mask = self._mask.index_select(0, keep)  # type: ignore[union-attr]
+        if self._tokens is not None:
+            self._tokens = self._tokens.index_select(0, keep)
+        if self._logits is not None:
+            self._logits = self._logits.index_select(0, keep)
+        self._rows = list(self.live)
+
+    def _advance(self) -> None:
+        """Run the model on the tokens drawn last: the next logits of every row."""
+        assert self._mask is not None and self._tokens is not None
+        self._mask = torch.cat([self._mask, self._mask.new_ones((self._mask.shape[0], 1))], dim=-1)
+        position_ids = self._mask.sum(-1, keepdim=True) - 1
+        self._logits, self._cache = self.forward(
+            self.model,
+            self._cache,
+            False,
+            input_ids=self._tokens.unsqueeze(-1),
+            attention_mask=self._mask,
+            position_ids=position_ids,
+        )
+        self._tokens = None
+
+    def step(self) -> list[tuple[Sample, Completion]]:
+        """One token for every live sample; returns the samples that finished (they leave the batch)."""
+        if not self.live:
+            return []
+        if self._tokens is not None:
+            self._advance()
+        assert self._logits is not None and self._mask is not None
+        rows = [i for i, s in enumerate(self._rows) if s is not None]
+        all_rows = len(rows) == len(self._rows)
+        logits = self._logits if all_rows else self._logits.index_select(0, torch.tensor(rows, device=self.device))
+        tokens = self.select(logits, self.live)
         token_lp = torch.log_softmax(logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         token_list, lp_list = tokens.tolist(), token_lp.tolist()
-        keep = []
-        for k, i in enumerate(live):
-            sample, tok_id = samples[i], token_list[k]
+        finished = []
+        for k, (i, sample) in enumerate(zip(rows, self.live)):
+            tok_id = token_list[k]
             sample.tokens.append(tok_id)
             sample.logprob_sum += lp_list[k]
-            generated += 1
             reason = None
-            if tok_id in eos_ids:
+            if tok_id in self.eos_ids:
                 reason = "stop"
-            elif sample.stopper is not None and sample.stopper.feed(token_text[tok_id]):
+            elif sample.stopper is not None and sample.stopper.feed(self._token_text[tok_id]):  # type: ignore[index]
                 reason = "answer"
             elif len(sample.tokens) >= sample.budget:
                 reason = "length"
-            if reason is None:
-                keep.append(k)
-            else:
-                done[i] = finish(sample, reason)
-        if not keep:
-            break
-        if len(keep) < len(live):
-            keep_idx = torch.tensor(keep, device=device)
-            cache.batch_select_indices(keep_idx)
-            mask, tokens = mask.index_select(0, keep_idx), tokens.index_select(0, keep_idx)
-            live = [live[k] for k in keep]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-        position_ids = mask.sum(-1, keepdim=True) - 1
-        logits, cache = forward(
-            model, cache, False, input_ids=tokens.unsqueeze(-1), attention_mask=mask, position_ids=position_ids
-        )
-    return done, generated  # type: ignore[return-value]
+            if reason is not None:
+                finished.append((sample, self.finish(sample, reason)))
+                self._rows[i] = None
+        self.generated += len(self.live)
+        if all_rows:
+            fed = tokens
+        else:  # finished rows are fed a token too (their outputs are ignored): any will do
+            fed = torch.zeros(len(self._rows), dtype=tokens.dtype, device=tokens.device)
+            fed[torch.tensor(rows, device=self.device)] = tokens
+        self._tokens, self._logits = fed, None
+        if finished:
+            self.live = [s for s in self._rows if s is not None]
+            if not self.live:
+                self._rows, self._cache, self._mask, self._tokens = [], None, None, None
+            elif 4 * (len(self._rows) - len(self.live)) >= len(self._rows):
+                self._compact()
+        return finished

@@ -1,0 +1,268 @@
+"""Does wall time follow tokens? Slot occupancy of a continuous-batching engine over an adapt, per gap search.
+
+    python benchmarks/scheduling.py                       # 240 planted-gap rows, loopback server + in-process
+    python benchmarks/scheduling.py --n 400 --slots 64 --token_ms 4 --only server
+
+Two schedules drive the same rows with the same seeds:
+
+- `rounds`: the backend seen through `generate` only (`RoundStream`): each call carries the current
+  round of every waiting row, and no row moves on before the slowest request of the round is back
+  (how the adapter ran before streams);
+- `stream`: the backend's own `stream()`: a row's next requests go out as soon as its round is back,
+  while the other rows' requests still run.
+
+Server part: `benchmarks/loopback_server.py` in its own process, an engine with `--slots` sequences and
+`--token_ms` per decode step (see its docstring for the student it plays), driven by
+`OpenAIServerBackend(max_concurrency=--concurrency)`. Occupancy = the engine's busy slot-seconds /
+(slots x the adapt's wall time). In-process part: `TransformersBackend` with the planted-gap student
+on CPU; occupancy = live rows / `batch_size`, averaged over decode steps. For each gap search the
+table gives generated tokens and wall time as shares of the grid's (same schedule, same run), their
+ratio (1.0: wall time follows tokens), and whether every row equals the `rounds` schedule's row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any, Optional
+
+try:
+    import dart_hf  # noqa: F401
+except ImportError:  # running from a source checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import datasets
+import torch  # noqa: F401  (imported before any clock starts: DartAdapter imports it)
+
+from dart_hf import DartAdapter, DartConfig
+from dart_hf.tasks.planted_gap import PlantedGapTask
+from dart_hf.verification import MathVerifier
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TEMPLATE = "{problem}\n\nSolution:{prefix}"
+SCHEDULES = ("rounds", "stream")
+VERIFIER = MathVerifier()  # one judge for every run, started before the clock (its worker takes seconds to start)
+
+
+def strategies() -> dict[str, dict[str, Any]]:
+    """Gap searches to compare: the grid first (every share is against it), then the cheaper ones."""
+    out: dict[str, dict[str, Any]] = {
+        "grid": dict(early_stop=False, adaptive_sampling=False),
+        "certified": dict(early_stop=True, adaptive_sampling=True),
+    }
+    names = getattr(DartConfig, "__dataclass_fields__", {})
+    if "gap_search" in names:  # issue 18 items 1-2: every strategy DartConfig knows
+        try:
+            from dart_hf.simulation import GAP_SEARCHES  # type: ignore[attr-defined]
+        except ImportError:
+            GAP_SEARCHES = ()
+        for name in GAP_SEARCHES:
+            if name not in ("grid", "certified"):
+                out[name] = dict(gap_search=name)
+    return out
+
+
+class RoundsOnly:
+    """A backend seen through `generate` only: the adapter then runs round-synchronously (`RoundStream`)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.fingerprint = backend.fingerprint
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    @property
+    def context_length(self) -> Optional[int]:
+        return self.backend.context_length
+
+    def generate(self, requests):
+        return self.backend.generate(requests)
+
+
+class WordTokenizer:
+    """Counts words: the loopback server's unit of generation."""
+
+    chat_template = None
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def adapt(problems: datasets.Dataset, backend: Any, config: DartConfig) -> tuple[datasets.Dataset, float]:
+    adapter = DartAdapter(backend, config, progress=False, verifier=VERIFIER)
+    start = time.perf_counter()
+    out = problems.map(
+        adapter,
+        batched=True,
+        batch_size=len(problems),
+        load_from_cache_file=False,
+        keep_in_memory=True,
+    )
+    return out, time.perf_counter() - start
+
+
+def signature(out: datasets.Dataset) -> list[tuple]:
+    return list(zip(out["dart_action"], out["dart_gap_step"], out["dart_solution"], out["dart_step_samples"]))
+
+
+def _get(url: str, method: str = "GET") -> dict:
+    req = urllib.request.Request(url, data=b"{}" if method == "POST" else None, method=method)
+    with urllib.request.urlopen(req, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def start_server(slots: int, token_ms: float) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "loopback_server.py"), "--slots", str(slots), "--token_ms", str(token_ms)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline().split()
+    if len(line) != 2 or line[0] != "PORT":
+        proc.kill()
+        raise RuntimeError(f"the loopback server did not start: {line}")
+    return proc, f"http://127.0.0.1:{line[1]}"
+
+
+def run_server(args: argparse.Namespace, problems: datasets.Dataset) -> list[dict]:
+    from dart_hf.backends.openai import OpenAIServerBackend
+
+    proc, url = start_server(args.slots, args.token_ms)
+    results = []
+    try:
+        backend = OpenAIServerBackend(
+            url, "loopback-student", WordTokenizer(), max_concurrency=args.concurrency, timeout=600
+        )
+        results = measure(
+            "server",
+            problems,
+            {"rounds": RoundsOnly(backend), "stream": backend},
+            args,
+            occupancy=lambda wall: _get(url + "/stats")["busy_slot_s"] / (args.slots * wall),
+            reset=lambda: _get(url + "/reset", "POST"),
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return results
+
+
+def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list[dict]:
+    from dart_hf.backends.transformers import TransformersBackend
+    from dart_hf.backends.transformers.decode import DecodeBatch
+    from dart_hf.tasks.student import planted_student
+
+    backend = TransformersBackend(planted_student(), device="cpu", batch_size=args.batch_size)
+    live: list[int] = []
+    step = DecodeBatch.step
+
+    def counted(self: DecodeBatch):
+        live.append(len(self.live))
+        return step(self)
+
+    DecodeBatch.step = counted  # type: ignore[method-assign]
+    try:
+        return measure(
+            "in-process",
+            problems,
+            {"rounds": RoundsOnly(backend), "stream": backend},
+            args,
+            occupancy=lambda wall: sum(live) / (args.batch_size * len(live)) if live else float("nan"),
+            reset=live.clear,
+        )
+    finally:
+        DecodeBatch.step = step  # type: ignore[method-assign]
+
+
+def measure(where: str, problems, backends: dict, args, occupancy, reset) -> list[dict]:
+    rows, grid, reference = [], {}, {}
+    for name, overrides in strategies().items():
+        if args.strategies and name not in args.strategies and name != "grid":
+            continue
+        config = DartConfig(
+            **overrides,
+            n_sim=4,
+            n_explore=0,
+            temperature=0.7,
+            max_new_tokens=args.max_new_tokens,
+            prompt_template=TEMPLATE,
+            seed=args.seed,
+        )
+        for schedule in SCHEDULES:
+            reset()
+            out, wall = adapt(problems, backends[schedule], config)
+            row = {
+                "where": where,
+                "strategy": name,
+                "schedule": schedule,
+                "rows": len(out),
+                "errors": sum(a == "error" for a in out["dart_action"]),
+                "tokens": sum(out["dart_tokens_generated"]),
+                "wall": wall,
+                "occupancy": occupancy(wall),
+            }
+            if name == "grid":
+                grid[schedule] = row
+            row["token_share"] = row["tokens"] / grid[schedule]["tokens"]
+            row["wall_share"] = row["wall"] / grid[schedule]["wall"]
+            sig = signature(out)
+            reference.setdefault(name, sig)
+            row["same_rows"] = sum(a == b for a, b in zip(sig, reference[name])) / len(sig)
+            rows.append(row)
+            print(line(row), flush=True)
+    return rows
+
+
+HEADER = (
+    "| backend | gap search | schedule | rows (errors) | tokens | token share | wall (s) | wall share "
+    "| wall share / token share | slot occupancy | rows equal to `rounds` |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def line(r: dict) -> str:
+    return (
+        f"| {r['where']} | {r['strategy']} | {r['schedule']} | {r['rows']} ({r['errors']}) | {r['tokens']:,} | "
+        f"{r['token_share']:.2f} | {r['wall']:.1f} | {r['wall_share']:.2f} | "
+        f"{r['wall_share'] / r['token_share']:.2f} | {r['occupancy']:.2f} | {r['same_rows']:.2f} |"
+    )
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=240, help="planted-gap rows (half with a planted gap)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=("server", "in-process"), default=None)
+    parser.add_argument("--strategies", nargs="*", default=None, help="gap searches to run (the grid always runs)")
+    parser.add_argument("--slots", type=int, default=64, help="loopback engine: sequences decoded at once")
+    parser.add_argument("--token_ms", type=float, default=4.0, help="loopback engine: ms per decode step")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=128,
+        help="OpenAIServerBackend.max_concurrency (>= slots: adaptive rounds send n=1)",
+    )
+    parser.add_argument("--batch_size", type=int, default=64, help="TransformersBackend.batch_size")
+    parser.add_argument("--max_new_tokens", type=int, default=96)
+    parser.add_argument("--in_process_n", type=int, default=None, help="rows for the in-process part (default --n)")
+    args = parser.parse_args(argv)
+    datasets.disable_progress_bars()
+    VERIFIER.judge_many([("1", "2")])  # start its worker now
+    problems = PlantedGapTask().generate(args.n, seed=args.seed)
+    print(HEADER, flush=True)
+    if args.only in (None, "server"):
+        run_server(args, problems)
+    if args.only in (None, "in-process"):
+        n = args.in_process_n or args.n
+        run_in_process(args, problems.select(range(min(n, len(problems)))))
+
+
+if __name__ == "__main__":
+    main()
