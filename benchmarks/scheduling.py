@@ -40,6 +40,7 @@ import datasets
 import torch  # noqa: F401  (imported before any clock starts: DartAdapter imports it)
 
 from dart_hf import DartAdapter, DartConfig
+from dart_hf.gap_search import APPROXIMATE_SEARCHES
 from dart_hf.tasks.planted_gap import PlantedGapTask
 from dart_hf.verification import MathVerifier
 
@@ -55,15 +56,8 @@ def strategies() -> dict[str, dict[str, Any]]:
         "grid": dict(early_stop=False, adaptive_sampling=False),
         "certified": dict(early_stop=True, adaptive_sampling=True),
     }
-    names = getattr(DartConfig, "__dataclass_fields__", {})
-    if "gap_search" in names:  # issue 18 items 1-2: every strategy DartConfig knows
-        try:
-            from dart_hf.simulation import GAP_SEARCHES  # type: ignore[attr-defined]
-        except ImportError:
-            GAP_SEARCHES = ()
-        for name in GAP_SEARCHES:
-            if name not in ("grid", "certified"):
-                out[name] = dict(gap_search=name)
+    for name in APPROXIMATE_SEARCHES:
+        out[name] = dict(gap_search=name)
     return out
 
 
