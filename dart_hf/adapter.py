@@ -39,6 +39,7 @@ from .schema import (  # noqa: F401  (USABLE_ACTIONS, is_usable: re-exported, as
 from .selection import select_continuation
 from .simulation import Rollout, SampleJob, check_prompt_length, job_request, judge_outputs, success_rates
 from .verifiers import MathVerifier, Verifier, as_verifier, verifier_fingerprint
+from .verifiers.base import stop_rule_of
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class DartAdapter:
         self.config = config if config is not None else DartConfig()
         if not isinstance(self.config, DartConfig):
             raise TypeError(f"config must be a DartConfig, got {type(self.config).__name__}")
+        self.verifier = as_verifier(verifier, self.config.verify_timeout)
         if _is_backend(student):
             if tokenizer is not None:
                 raise ValueError("pass the tokenizer to the backend, not to DartAdapter")
@@ -103,8 +105,7 @@ class DartAdapter:
         else:
             from .backends.transformers import TransformersBackend
 
-            self.backend = TransformersBackend(student, tokenizer)
-        self.verifier = as_verifier(verifier, self.config.verify_timeout)
+            self.backend = TransformersBackend(student, tokenizer, stop_at_answer=stop_rule_of(self.verifier))
         self.progress = progress
         if batched not in (None, True, False):
             raise TypeError(f"batched must be None, True or False, got {batched!r}")

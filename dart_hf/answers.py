@@ -6,7 +6,8 @@ The reference code's non-greedy regex cuts `\\boxed{\\frac{1}{2}}` to `\\frac{1`
 from __future__ import annotations
 
 import re
-from typing import Optional
+from collections.abc import Callable
+from typing import Optional, Protocol, Union
 
 _BOXED = ("\\boxed{", "\\fbox{")
 
@@ -77,7 +78,9 @@ class AnswerStopper:
     Feeding pieces costs O(piece) amortised, unlike re-scanning the whole text at every step.
     """
 
-    def __init__(self) -> None:
+    name = "boxed"
+
+    def __init__(self, prompt: str = "") -> None:  # the prompt is not needed: a box opens in the continuation
         self._text = ""
         self._scan_from = 0  # where to look for the next opening tag
         self._open: Optional[int] = None  # index just past an opening tag still being closed
@@ -117,3 +120,44 @@ class AnswerStopper:
             else:
                 return False
         return self.done
+
+    @property
+    def end(self) -> int:
+        """Offset in the fed text just past the answer's closing brace (meaningful once `done`)."""
+        return self._scan_from
+
+
+class Stopper(Protocol):
+    """An incremental "has the answer been written?" check, fed a continuation piece by piece."""
+
+    done: bool
+
+    def feed(self, piece: str) -> bool:
+        """Append generated text; return True once the answer is complete."""
+        ...
+
+    @property
+    def end(self) -> int:
+        """Offset in the fed text just past the answer (once `done`); a cut keeps the whole token holding it."""
+        ...
+
+
+StopRule = Callable[[str], Stopper]
+"""Makes a fresh `Stopper` for one sample, given the full prompt it continues (`AnswerStopper`,
+`dart_hf.verifiers.code.CodeBlockStopper`). A verifier names its rule in a `stop_rule` attribute."""
+
+
+def make_stopper(rule: Union[bool, StopRule, None], prompt: str) -> Optional[Stopper]:
+    """The stopper of one sample: None (no rule), the `\\boxed{}` rule (`True`), or `rule(prompt)`."""
+    if not rule:
+        return None
+    return AnswerStopper() if rule is True else rule(prompt)
+
+
+def stop_rule_label(rule: Union[bool, StopRule, None]) -> Optional[str]:
+    """How a backend's fingerprint names a stop rule that changes results: None for the default (`True`)."""
+    if rule is True:
+        return None
+    if not rule:
+        return "stop_at_answer=False"
+    return f"stop_rule={getattr(rule, 'name', None) or getattr(rule, '__qualname__', type(rule).__name__)}"

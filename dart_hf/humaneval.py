@@ -29,8 +29,9 @@ def code_steps(text: str, by: str = "blocks") -> list[str]:
     """Lossless steps of a fenced solution: everything up to the last function's body, then its body's pieces.
 
     'blocks': one step per statement of the last top-level function's body (its docstring stays in
-    the first step); 'lines': one step per line of that body. Text that is not one parsable code
-    block is one step.
+    the first step); 'lines': one step per line of that body. Each step after the first begins with
+    the newline before its first line (a prefix never ends between a newline and an indentation).
+    Text that is not one parsable code block is one step.
     """
     if by not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {by!r}")
@@ -57,7 +58,11 @@ def code_steps(text: str, by: str = "blocks") -> list[str]:
         first = offset + body[0].lineno - 1
         last = offset + functions[-1].end_lineno  # exclusive
         starts = [i for i in range(first, last) if lines[i].strip()]
-    cuts = [sum(len(line) for line in lines[:i]) for i in starts]
+    # Cut *before* the newlines (and blank lines) that end the previous line, never between a newline and the next line's
+    # indentation: BPE tokenizers merge "\n" with the indentation after it ("\n   " is one SmolLM2 token), so
+    # a prefix ending in a bare "\n" forces a token split the student never samples, and it closes the
+    # code block instead of writing the body (docs/study.md section 8).
+    cuts = [len(text[: sum(len(line) for line in lines[:i])].rstrip()) for i in starts]
     bounds = [0, *cuts, len(text)]
     return [text[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
 

@@ -26,16 +26,30 @@ def humaneval():
 def test_code_steps_blocks_and_lines_are_lossless_and_keep_indentation():
     blocks = code_steps(SOLUTION)
     assert blocks == [
-        '```python\ndef total(xs):\n    """Sum."""\n',
-        "    total = 0\n",
-        "    for x in xs:\n        total += x\n\n",
-        "    return total\n```\n",
+        '```python\ndef total(xs):\n    """Sum."""',
+        "\n    total = 0",
+        "\n    for x in xs:\n        total += x",
+        "\n\n    return total\n```\n",
     ]
     lines = split_steps(SOLUTION, code_lines)
     assert len(lines) == 5 and "".join(lines) == SOLUTION
     assert code_steps("no code at all") == ["no code at all"]
     with pytest.raises(ValueError, match="split must be one of"):
         code_steps(SOLUTION, "words")
+
+
+def test_no_prefix_ends_between_a_newline_and_the_next_lines_indentation(humaneval):
+    # BPE merges a newline with the indentation after it ("\n   " is one SmolLM2 token): a prefix that ends
+    # in a bare "\n" forces a token split the student never samples, and SmolLM2 then closed the code block
+    # instead of writing the body (f after the prompt was 0 on every demo problem; docs/study.md section 8).
+    for row in humaneval:
+        for by in ("blocks", "lines"):
+            steps = code_steps(row["solution"], by)
+            assert "".join(steps) == row["solution"]
+            for step in steps[:-1]:
+                assert not step[-1].isspace(), (row["task_id"], by, step[-20:])
+            for step in steps[1:]:
+                assert step[0] in " \t\n" and "\n" in step[: len(step) - len(step.lstrip())], (row["task_id"], by)
 
 
 def test_all_164_problems_load_as_one_fenced_block_split_into_steps(humaneval):

@@ -256,3 +256,26 @@ def test_adapter_maps_a_dataset_end_to_end(server):
     assert len(out) == len(ds)
     assert all(a in ("imitate", "explore", "fallback") for a in out["dart_action"])
     assert backend.requests_sent > 0
+
+
+def test_a_verifiers_stop_rule_cuts_real_server_texts_on_token_boundaries(server):
+    """The code stop rule sees each request's prompt: a prompt that ends with the closed answer block keeps one token."""
+    from dart_hf.verifiers.code import CodeBlockStopper
+
+    url, model = server
+    requests = [
+        GenerationRequest("Complete f.\n```python\ndef f():\n    return 1\n```\n", n=1, seed=5, max_new_tokens=6),
+        GenerationRequest("What is 2 + 3?", n=1, seed=5, max_new_tokens=6),  # no block: nothing to stop at
+    ]
+    (whole_closed,), (whole_open,) = OpenAIServerBackend(url, model, max_concurrency=1, stop_at_answer=False).generate(
+        requests
+    )
+    code = OpenAIServerBackend(url, model, max_concurrency=1, stop_at_answer=CodeBlockStopper)
+    assert code.fingerprint == f"openai:{model}|stop_rule=code_block"
+    (cut,), (uncut,) = code.generate(requests)
+    assert whole_closed.text.strip()  # the tiny student wrote something after the block
+    first_end = code.tokenizer(whole_closed.text, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ][0][1]
+    assert (cut.text, cut.num_tokens, cut.finish_reason) == (whole_closed.text[:first_end], 1, "answer")
+    assert (uncut.text, uncut.finish_reason) == (whole_open.text, whole_open.finish_reason)

@@ -306,6 +306,35 @@ def test_stop_at_answer(tiny_student, prompts, script_text, answer):
     assert (c.text, c.finish_reason) == (script_text, "length")
 
 
+def test_code_stop_rule_ends_rows_at_the_answer_blocks_close(tiny_student):
+    from dart_hf.verifiers.code import CodeBlockStopper, extract_code
+
+    b = TransformersBackend(tiny_student, device="cpu", stop_at_answer=CodeBlockStopper)
+    tok = b.tokenizer
+    assert "stop_rule=code_block" in b.fingerprint
+    head = chat(tok, "Complete:\n```python\ndef f():\n```")
+    script_text = "\n    return 1\n```\n\nUsage:\n```python\nprint(f())\n```\n"
+    script = tok(script_text, add_special_tokens=False)["input_ids"]
+    closing = next(k for k in range(len(script)) if "```" in tok.decode(script[: k + 1]))
+    requests = [
+        GenerationRequest(head + "```python\ndef f():", n=2, seed=0, max_new_tokens=len(script)),  # block open
+        GenerationRequest(head + "```python\ndef f():\n    return 1\n```\n", n=1, seed=0, max_new_tokens=9),  # closed
+    ]
+    outs = []
+    for request in requests:  # one prompt per call: the script counts forwards from the prefill on
+        hook = ScriptedLogits(b.model, script)
+        try:
+            outs += b.generate([request])
+        finally:
+            hook.remove()
+    opened, closed = outs
+    for c in opened:  # cut after the whole token that completes the fence: the text is the sampled tokens
+        assert (c.text, c.num_tokens, c.finish_reason) == (tok.decode(script[: closing + 1]), closing + 1, "answer")
+        assert extract_code("```python\ndef f():" + c.text) == "def f():\n    return 1\n"
+    ((c,),) = [closed]  # the expert's whole block is in the prompt: one token, then stop
+    assert (c.num_tokens, c.finish_reason) == (1, "answer")
+
+
 # ---------------------------------------------------------------------------- shared-prefix prefill
 
 FAMILIES = [  # DART-like: one problem, then the expert steps 1..t

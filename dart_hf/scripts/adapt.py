@@ -95,7 +95,11 @@ class AdaptScriptArguments:
         },
     )
     stop_at_answer: bool = field(
-        default=True, metadata={"help": "Stop a rollout right after its first closed \\boxed{...}."}
+        default=True,
+        metadata={
+            "help": "Stop a rollout once its answer is written: right after its first closed \\boxed{...}, or "
+            "where the verifier's stop rule says (code: once the answer's fenced block is closed)."
+        },
     )
     share_prefix: bool = field(
         default=True, metadata={"help": "Prefill a prompt prefix shared by several prompts once (KV cache reuse)."}
@@ -185,23 +189,26 @@ def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig, ve
     """The student (tokenizer and config loaded now, so that one that cannot load stops the run here) and its adapter."""
     from ..adapter import DartAdapter
     from ..backends.transformers import TransformersBackend
+    from ..verifiers.base import stop_rule_of
 
+    # the verifier says where an answer ends (code: its closed block), unless --stop_at_answer false
+    stop_at_answer = stop_rule_of(verifier) if script_args.stop_at_answer else False
     if script_args.server_urls:
         from ..backends.openai import OpenAIServerBackend
 
         api_key = os.environ.get(script_args.api_key_env) if script_args.api_key_env else None
         try:
             server = OpenAIServerBackend(
-                script_args.server_urls, script_args.student, api_key=api_key, stop_at_answer=script_args.stop_at_answer
+                script_args.server_urls, script_args.student, api_key=api_key, stop_at_answer=stop_at_answer
             )
         except ValueError as err:
             raise UsageError(str(err)) from err
-        return DartAdapter(server, dart_config)
+        return DartAdapter(server, dart_config, verifier=verifier)
     student = TransformersBackend(
         script_args.student,
         revision=script_args.student_revision,
         batch_size=script_args.generation_batch_size,
-        stop_at_answer=script_args.stop_at_answer,
+        stop_at_answer=stop_at_answer,
         share_prefix=script_args.share_prefix,
     )
     student.check_loadable()

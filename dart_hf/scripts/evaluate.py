@@ -79,6 +79,7 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     from ..backends.transformers import TransformersBackend
     from ..data import apply_dataset_defaults, default_verifier, load_expert_dataset
     from ..evaluation import evaluate_student
+    from ..verifiers.base import stop_rule_of
     from ..verifiers.registry import apply_verifier_defaults, make_verifier
 
     args.check()
@@ -88,7 +89,12 @@ def main(args: EvalScriptArguments, config: DartConfig) -> dict:
     apply_dataset_defaults(args.dataset_name, config)
     apply_verifier_defaults(verifier, config, dataset.column_names)
     result = evaluate_student(
-        TransformersBackend(args.model), dataset, config, n_samples=args.n_samples, ks=tuple(args.ks), verifier=verifier
+        TransformersBackend(args.model, stop_at_answer=stop_rule_of(verifier)),
+        dataset,
+        config,
+        n_samples=args.n_samples,
+        ks=tuple(args.ks),
+        verifier=verifier,
     )
     result.update(_module_scores(dataset, result, args.ks, verifier))
     result["model"], result["dataset"], result["verifier"] = args.model, args.dataset_name, args.verifier

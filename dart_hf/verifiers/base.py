@@ -7,6 +7,8 @@ that need more than the extracted answer string:
 
 - `extract_answer(text)`: the verifier's own idea of an attempt's answer (the last code block for
   code); without it, the final `\\boxed{}` (or "the answer is X") is the answer.
+- `stop_rule`: a `dart_hf.answers.StopRule` (prompt -> stopper) that ends generation once the answer is
+  written (code: once its fenced block is closed); without it, generation stops after the first `\\boxed{}`.
 - `judge_attempts(attempts)`: judge whole `Attempt`s (gold, answer, the full response text and the
   dataset row), as GRPO reward functions and test runners need; without it, `judge_many` is called
   on `(gold, answer)` pairs.
@@ -122,6 +124,13 @@ def verifier_fingerprint(verifier: Verifier, timeout: float) -> Optional[str]:
             err,
         )
         return name
+
+
+def stop_rule_of(verifier: Any) -> Any:
+    """What a backend's `stop_at_answer` should be for `verifier`: its `stop_rule` (a `dart_hf.answers.StopRule`,
+    e.g. code's `CodeBlockStopper`), else True (stop after the first `\\boxed{}`)."""
+    rule = getattr(verifier, "stop_rule", None)
+    return rule if callable(rule) else True
 
 
 def answer_of(verifier: Verifier, text: str, phrase_fallback: bool = True) -> Optional[str]:

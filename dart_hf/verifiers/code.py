@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_child.py")
 _FENCE = re.compile(r"^[ \t]*(`{3,})[ \t]*([\w.+#-]*)[ \t]*$")
+_CLOSING = re.compile(r"[ \t]*(`+)")  # a line (or its beginning) that closes a block by the stop rule
 # Sandbox uids when started as root: one per worker slot, far above any real account's, so that the
 # process limit counts one check's processes and a reaper can kill exactly them.
 DEFAULT_UID_BASE = 3_900_000_000
@@ -65,13 +66,78 @@ def extract_code(text: Optional[str]) -> Optional[str]:
             if m:
                 inside = m.group(1)
                 blocks.append([])
-        elif m and not m.group(2) and len(m.group(1)) >= len(inside):
+        elif _closes(m, inside):
             inside = None
         else:
             blocks[-1].append(line)
     if not blocks:
         return None
     return "\n".join(blocks[-1]) + "\n"
+
+
+def _closes(fence: Optional[re.Match], inside: str) -> bool:
+    """Does a fence line close the block opened with `inside` backticks? (Bare, and at least as long.)"""
+    return fence is not None and not fence.group(2) and len(fence.group(1)) >= len(inside)
+
+
+class CodeBlockStopper:
+    """The code stop rule: done once the fenced block holding the answer is closed (a `dart_hf.answers.Stopper`).
+
+    That block is the one open at the end of the prompt (the expert prefix opened it), else the first one
+    the continuation opens. A prompt that ends right after a closing fence (the whole expert block given)
+    has its answer already: the first piece stops it. A line that starts (after indentation) with as many
+    backticks as the opening fence stops it at the backtick that completes them, before the rest of the
+    line: where the stop falls never depends on how the text was cut into pieces (tokens, or a server's
+    whole text). The judged text is the cut one, whose last line is then a bare fence.
+    """
+
+    name = "code_block"
+
+    def __init__(self, prompt: str = "") -> None:
+        head, newline, last = prompt.rpartition("\n")
+        self._inside: Optional[str] = None  # the open block's backticks
+        closed_last = False
+        for line in head.splitlines() if newline else ():
+            m = _FENCE.match(line)
+            if self._inside is None and m:
+                self._inside, closed_last = m.group(1), False
+            elif self._inside is not None and _closes(m, self._inside):
+                self._inside, closed_last = None, True
+            elif line.strip():
+                closed_last = False
+        self._answered = closed_last and not last.strip()  # the prompt ends with the answer's closed block
+        self._line = last  # the line being written (the prompt's unfinished last line continues)
+        self._line_start = -len(last)  # its offset in the fed text
+        self._fed = 0
+        self.done = False
+        self.end = 0
+
+    def feed(self, piece: str) -> bool:
+        """Append generated text; return True once the answer's block is closed."""
+        if self.done or not piece:
+            return self.done
+        if self._answered:
+            self.done, self.end = True, 0
+            return True
+        self._fed += len(piece)
+        self._line += piece
+        while True:
+            newline = self._line.find("\n")
+            line = self._line if newline == -1 else self._line[:newline]
+            if self._inside is not None:
+                close = _CLOSING.match(line)
+                if close and len(close.group(1)) >= len(self._inside):
+                    # at the backtick that completes the fence: the same place whatever the pieces were
+                    self.done = True
+                    self.end = max(0, self._line_start + close.start(1) + len(self._inside))
+                    return True
+            if newline == -1:
+                return False
+            m = _FENCE.match(line)
+            if self._inside is None and m:  # an opening fence counts once its line is whole
+                self._inside = m.group(1)
+            self._line = self._line[newline + 1 :]
+            self._line_start += newline + 1
 
 
 class RunResult(NamedTuple):
@@ -168,6 +234,7 @@ class CodeVerifier:
     """
 
     instruction = "Write the whole function, signature included, in one ```python code block."
+    stop_rule = CodeBlockStopper  # generation stops once the answer's code block is closed
 
     def __init__(
         self,

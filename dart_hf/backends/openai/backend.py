@@ -40,8 +40,9 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+from ...answers import StopRule, stop_rule_label
 from ...errors import RunError
 from ...redaction import Secrets, redact, split_credentials
 from ..base import Completion, GenerationRequest, RequestsFailed, sample_seed
@@ -82,7 +83,8 @@ class OpenAIServerBackend(ServerTransport):
             `temperature`, `top_p`), without which `transformers serve` decodes greedily. Servers
             that reject unknown fields (vLLM may, depending on its settings) need `False`.
         stop_at_answer: cut each text after the token that closes its first non-empty `\\boxed{...}`
-            (`finish_reason="answer"`), as [`TransformersBackend`][dart_hf.backends.transformers.TransformersBackend]
+            (`finish_reason="answer"`), or where a stop rule says (a `dart_hf.answers.StopRule`, e.g. a
+            verifier's `stop_rule`), as [`TransformersBackend`][dart_hf.backends.transformers.TransformersBackend]
             does; token boundaries come from the server's log-probs, else from the student's (fast)
             tokenizer; with neither, the text is kept whole (never cut inside a token).
 
@@ -107,7 +109,7 @@ class OpenAIServerBackend(ServerTransport):
         backoff: float = 0.5,
         context_length: Optional[int] = None,
         transformers_serve_compat: bool = True,
-        stop_at_answer: bool = True,
+        stop_at_answer: Union[bool, StopRule] = True,
     ) -> None:
         urls = [base_urls] if isinstance(base_urls, str) else list(base_urls)
         if not urls:
@@ -131,7 +133,7 @@ class OpenAIServerBackend(ServerTransport):
         self.backoff = float(backoff)
         self.context_length = context_length
         self.transformers_serve_compat = bool(transformers_serve_compat)
-        self.stop_at_answer = bool(stop_at_answer)
+        self.stop_at_answer = stop_at_answer if callable(stop_at_answer) else bool(stop_at_answer)
         self.tokens_generated = 0
         self.requests_sent = 0
         self._tokenizer = tokenizer
@@ -142,8 +144,9 @@ class OpenAIServerBackend(ServerTransport):
         extras = []
         if tokenizer is not None:
             extras.append(f"tokenizer={getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}")
-        if not self.stop_at_answer:
-            extras.append("stop_at_answer=False")
+        stop_label = stop_rule_label(self.stop_at_answer)  # a rule that changes the texts changes results
+        if stop_label:
+            extras.append(stop_label)
         self.fingerprint: str = "|".join([f"openai:{self.model}", *extras])
 
     # ------------------------------------------------------------------ plumbing
@@ -226,14 +229,14 @@ class OpenAIServerBackend(ServerTransport):
 
     # ------------------------------------------------------------------ requests and responses
 
-    def _completions(self, response: dict) -> list[Completion]:
-        return parse_completions(response, self.stop_at_answer, self._count_tokens, self._token_ends)
+    def _completions(self, response: dict, prompt: str = "") -> list[Completion]:
+        return parse_completions(response, self.stop_at_answer, self._count_tokens, self._token_ends, prompt)
 
     def _fetch(
         self, request: GenerationRequest, n: int, seed: int, abort: Optional[threading.Event] = None
     ) -> list[Completion]:
         body = request_body(request, n, seed, self.model, self.transformers_serve_compat)
-        return self._completions(self._post(body, abort))
+        return self._completions(self._post(body, abort), request.prompt)
 
     def stream(self) -> ServerStream:
         """A [`GenerationStream`][dart_hf.backends.base.GenerationStream]: up to `max_concurrency` requests in flight, whoever sent them."""

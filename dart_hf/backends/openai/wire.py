@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from ...answers import AnswerStopper
+from ...answers import StopRule, make_stopper
 from ..base import Completion, GenerationRequest
 
 
@@ -40,11 +40,15 @@ def request_body(
 
 def parse_completions(
     response: dict,
-    stop_at_answer: bool,
+    stop_at_answer: Union[bool, StopRule],
     count_tokens: Callable[[str], int],
     token_ends: Optional[Callable[[str], Optional[list[int]]]] = None,
+    prompt: str = "",
 ) -> list[Completion]:
     """The response's choices as `Completion`s, in choice order, cut after the first answer when `stop_at_answer`.
+
+    `stop_at_answer` is True (the first non-empty `\\boxed{}`), False, or a stop rule made fresh for each
+    choice from the request's `prompt` (`dart_hf.answers.make_stopper`).
 
     The cut falls on a token boundary, after the whole token that closed the answer (`"}."` stays
     `"}."`), so the text is made of tokens the student sampled: the server's own tokens when its
@@ -61,14 +65,14 @@ def parse_completions(
         text = choice.get("text") or ""
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
         cut = None
-        if stop_at_answer:
-            stopper = AnswerStopper()
+        stopper = make_stopper(stop_at_answer, prompt)
+        if stopper is not None:
             if stopper.feed(text):
                 ends = _server_token_ends(choice.get("logprobs"), text)
                 if ends is None and token_ends is not None:
                     ends = token_ends(text)
                 # just past the closing brace, then on to the end of the token that holds it
-                cut = next((end for end in ends or () if end >= stopper._scan_from), None)
+                cut = next((end for end in ends or () if end >= stopper.end), None)
                 if cut is not None:
                     text, reason = text[:cut], "answer"
         logprob, tok_count = mean_logprob(choice.get("logprobs"), cut)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
+from ...answers import StopRule, stop_rule_label
 from ..base import Completion, GenerationRequest
 from .decode import Sample, call_model, completion, forward_signature, select_tokens
 from .loading import (
@@ -52,7 +53,8 @@ class TransformersBackend:
         batch_size: rows (prompt x sample) decoded together.
         stop_at_answer: stop a row right after its first closed `\\boxed{...}`; the returned text
             then ends with the whole token that closed it (`"}."` stays `"}."`: the text is always
-            the tokens the student sampled), `finish_reason="answer"`.
+            the tokens the student sampled), `finish_reason="answer"`. A `dart_hf.answers.StopRule`
+            (a verifier's `stop_rule`, e.g. code's `CodeBlockStopper`) stops where it says instead.
         prefill_tokens: about how many (padded) prompt tokens one prefill forward processes; bounds
             the memory of prompt processing without changing results.
         share_prefix: prompts of a chunk that share a long token prefix (DART's nested prompts of one
@@ -79,7 +81,7 @@ class TransformersBackend:
         device: Any = None,
         dtype: Any = None,
         batch_size: int = 64,
-        stop_at_answer: bool = True,
+        stop_at_answer: Union[bool, StopRule] = True,
         prefill_tokens: int = 8192,
         share_prefix: bool = True,
     ) -> None:
@@ -88,7 +90,7 @@ class TransformersBackend:
         self.revision = revision
         self.batch_size = int(batch_size)
         self.prefill_tokens = int(prefill_tokens)
-        self.stop_at_answer = bool(stop_at_answer)
+        self.stop_at_answer = stop_at_answer if callable(stop_at_answer) else bool(stop_at_answer)
         self.share_prefix = bool(share_prefix)
         self.tokens_generated = 0
         self._device = torch.device(device) if device is not None else None
@@ -125,8 +127,9 @@ class TransformersBackend:
             extras.append(f"tokenizer={getattr(tokenizer, 'name_or_path', type(tokenizer).__name__)}")
         if self._dtype is not None:
             extras.append(f"dtype={str(self._dtype).replace('torch.', '')}")
-        if not self.stop_at_answer:
-            extras.append("stop_at_answer=False")
+        stop_label = stop_rule_label(self.stop_at_answer)  # a rule that changes the texts changes results
+        if stop_label:
+            extras.append(stop_label)
         if not self.share_prefix:
             extras.append("share_prefix=False")
         self.fingerprint: str = "|".join([base, *extras])

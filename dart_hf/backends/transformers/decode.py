@@ -13,11 +13,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 
-from ...answers import AnswerStopper
+from ...answers import Stopper, StopRule, make_stopper
 from ..base import Completion
 from .cache import GrowableLayer
 from .prefill import Forward, Prefilled
@@ -37,14 +37,14 @@ class Sample:
     seed: int  # `sample_seed(request.seed, first_sample + index)`
     # set when its chunk starts (`begin`), filled while decoding
     generator: Optional[torch.Generator] = field(default=None, repr=False)
-    stopper: Optional[AnswerStopper] = field(default=None, repr=False)
+    stopper: Optional[Stopper] = field(default=None, repr=False)
     tokens: list[int] = field(default_factory=list)
     logprob_sum: float = 0.0  # of the chosen tokens, under the raw model distribution
 
-    def begin(self, stop_at_answer: bool) -> None:
+    def begin(self, stop_at_answer: Union[bool, StopRule]) -> None:
         """Seed its generator and reset what it has drawn (generators are made per chunk: they are not small)."""
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.stopper = AnswerStopper() if stop_at_answer else None
+        self.stopper = make_stopper(stop_at_answer, self.prompt)
         self.tokens = []
         self.logprob_sum = 0.0
 
@@ -129,7 +129,7 @@ class DecodeBatch:
         self,
         model: Any,
         *,
-        stop_at_answer: bool,
+        stop_at_answer: Union[bool, StopRule],
         eos_ids: set[int],
         pieces: Callable[[int], list[str]],
         prefill: Callable[[Any, list[list[int]], list[int], int, torch.device], Prefilled],
