@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from typing import Any, Optional
 
@@ -38,6 +37,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 
 import datasets
 import torch  # noqa: F401  (imported before any clock starts: DartAdapter imports it)
+from harness import GenerateOnly, timed_map  # benchmarks/ is on sys.path when run as a script
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.gap_search import APPROXIMATE_SEARCHES
@@ -61,25 +61,6 @@ def strategies() -> dict[str, dict[str, Any]]:
     return out
 
 
-class RoundsOnly:
-    """A backend seen through `generate` only: the adapter then runs round-synchronously (`RoundStream`)."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.fingerprint = backend.fingerprint
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.backend.tokenizer
-
-    @property
-    def context_length(self) -> Optional[int]:
-        return self.backend.context_length
-
-    def generate(self, requests):
-        return self.backend.generate(requests)
-
-
 class WordTokenizer:
     """Counts words: the loopback server's unit of generation."""
 
@@ -90,16 +71,7 @@ class WordTokenizer:
 
 
 def adapt(problems: datasets.Dataset, backend: Any, config: DartConfig) -> tuple[datasets.Dataset, float]:
-    adapter = DartAdapter(backend, config, progress=False, verifier=VERIFIER)
-    start = time.perf_counter()
-    out = problems.map(
-        adapter,
-        batched=True,
-        batch_size=len(problems),
-        load_from_cache_file=False,
-        keep_in_memory=True,
-    )
-    return out, time.perf_counter() - start
+    return timed_map(problems, DartAdapter(backend, config, progress=False, verifier=VERIFIER))
 
 
 def signature(out: datasets.Dataset) -> list[tuple]:
@@ -137,7 +109,7 @@ def run_server(args: argparse.Namespace, problems: datasets.Dataset) -> list[dic
         results = measure(
             "server",
             problems,
-            {"rounds": RoundsOnly(backend), "stream": backend},
+            {"rounds": GenerateOnly(backend), "stream": backend},
             args,
             occupancy=lambda wall: _get(url + "/stats")["busy_slot_s"] / (args.slots * wall),
             reset=lambda: _get(url + "/reset", "POST"),
@@ -166,7 +138,7 @@ def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list
         return measure(
             "in-process",
             problems,
-            {"rounds": RoundsOnly(backend), "stream": backend},
+            {"rounds": GenerateOnly(backend), "stream": backend},
             args,
             occupancy=lambda wall: sum(live) / (args.batch_size * len(live)) if live else float("nan"),
             reset=live.clear,
