@@ -17,17 +17,17 @@ import argparse
 import json
 import os
 import sys
-import time
 
 try:
     import dart_hf  # noqa: F401
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from dart_hf import DartAdapter, DartConfig
+from harness import adapt_and_score, fmt, rate  # benchmarks/ is on sys.path when run as a script
+
+from dart_hf import DartConfig
 from dart_hf.backends.transformers import TransformersBackend
-from dart_hf.study.stats import wilson_interval
-from dart_hf.tasks.planted_gap import PlantedGapTask, score_detection
+from dart_hf.tasks.planted_gap import PlantedGapTask
 from dart_hf.tasks.student import planted_student
 
 BASE = dict(
@@ -67,23 +67,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         if args.only and group not in args.only and group != "base":
             continue
         cfg = DartConfig(**{**BASE, **overrides}, n_explore=0, max_new_tokens=args.max_new_tokens, seed=args.seed)
-        start = time.perf_counter()
-        out = problems.map(
-            DartAdapter(backend, cfg, progress=False),
-            batched=True,
-            batch_size=len(problems),
-            load_from_cache_file=False,
-            desc=label,
-        )
-        seconds = time.perf_counter() - start
-        detected, tokens = out["dart_gap_step"], sum(out["dart_tokens_generated"])
-        row = {
-            "group": group,
-            "setting": label,
-            **score_detection(planted, detected),
-            "tokens": tokens,
-            "seconds": seconds,
-        }
+        scored, out = adapt_and_score(problems, backend, cfg, desc=label)
+        detected, tokens = scored.pop("gaps"), scored["tokens"]
+        row = {"group": group, "setting": label, **scored}
         row["f0"] = sum(s[0] for s in out["dart_step_success"]) / len(out)
         switches = cfg.early_stop or cfg.adaptive_sampling
         key = json.dumps(
@@ -117,26 +103,17 @@ def aligned_profile(scores: list[list[float]], planted: list[int]) -> dict[str, 
     return out
 
 
-def _fmt(x, digits=2) -> str:
-    return "—" if x is None or x != x else f"{x:.{digits}f}"
-
-
 HEADER = (
     "| setting | precision [95% CI] | recall [95% CI] | position error | false positives on controls | mean f_0 "
     "| tokens | s | gaps agree with full grid | tokens / full grid |\n|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
-def _rate(k: int, n: int) -> str:
-    low, high = wilson_interval(k, n)
-    return "—" if not n else f"{k / n:.2f} [{low:.2f}, {high:.2f}]"
-
-
 def _line(r: dict) -> str:
     return (
-        f"| {r['setting']} | {_rate(r['hits'], r['n_detected'])} | {_rate(r['hits'], r['n_planted'])} | "
-        f"{_fmt(r['position_error'])} | {r['false_positives']}/{r['n_controls']} | {_fmt(r['f0'])} | "
-        f"{r['tokens']:,} | {r['seconds']:.0f} | {_fmt(r.get('agreement'))} | {_fmt(r.get('token_share'))} |"
+        f"| {r['setting']} | {rate(r['hits'], r['n_detected'])} | {rate(r['hits'], r['n_planted'])} | "
+        f"{fmt(r['position_error'])} | {r['false_positives']}/{r['n_controls']} | {fmt(r['f0'])} | "
+        f"{r['tokens']:,} | {r['seconds']:.0f} | {fmt(r.get('agreement'))} | {fmt(r.get('token_share'))} |"
     )
 
 

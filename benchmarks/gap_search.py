@@ -20,12 +20,14 @@ import argparse
 import json
 import os
 import sys
-import time
+from typing import Optional
 
 try:
     import dart_hf  # noqa: F401
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from harness import adapt_and_score, fmt, rate, timed_map  # benchmarks/ is on sys.path when run as a script
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.transformers import TransformersBackend
@@ -59,35 +61,26 @@ def run(args: argparse.Namespace) -> list[dict]:
         if args.only and label not in args.only and label != "grid":
             continue
         cfg = DartConfig(**BASE, **overrides, max_new_tokens=args.max_new_tokens, seed=args.seed)
-        start = time.perf_counter()
-        out = problems.map(
-            DartAdapter(backend, cfg, progress=False),
-            batched=True,
-            batch_size=len(problems),
-            load_from_cache_file=False,
-            desc=label,
-        )
-        seconds = time.perf_counter() - start
-        detected = list(out["dart_gap_step"])
-        row = {
-            "strategy": label,
-            **score_detection(planted, detected),
-            "tokens": sum(out["dart_tokens_generated"]),
-            "rollouts": sum(sum(s) for s in out["dart_step_samples"]),
-            "seconds": seconds,
-            "gaps": detected,
-        }
-        if grid is None:
-            grid = row
-        row["token_share"] = row["tokens"] / grid["tokens"]
-        row["rollout_share"] = row["rollouts"] / grid["rollouts"]
-        row["time_share"] = seconds / grid["seconds"]
-        row["agree"] = sum(a == b for a, b in zip(detected, grid["gaps"]))
-        row["disagreements"] = who_was_right(detected, grid["gaps"], planted)
+        scored, out = adapt_and_score(problems, backend, cfg, desc=label)
+        rollouts = sum(sum(s) for s in out["dart_step_samples"])
+        row = result_row(label, scored, rollouts, planted, grid)
+        grid = grid or row
         results.append(row)
         print(line(row, len(planted)), flush=True)
     mark_target(results)
     return results
+
+
+def result_row(label: str, scored: dict, rollouts: int, planted: list[int], grid: Optional[dict]) -> dict:
+    """One strategy's row: its scores (`adapt_and_score`'s dict) and its shares of the grid's (itself if None)."""
+    row = {"strategy": label, **scored, "rollouts": rollouts}
+    grid = grid or row
+    row["token_share"] = row["tokens"] / grid["tokens"]
+    row["rollout_share"] = rollouts / grid["rollouts"]
+    row["time_share"] = None if row["seconds"] is None else row["seconds"] / grid["seconds"]
+    row["agree"] = sum(a == b for a, b in zip(row["gaps"], grid["gaps"]))
+    row["disagreements"] = who_was_right(row["gaps"], grid["gaps"], planted)
+    return row
 
 
 def replay(args: argparse.Namespace) -> list[dict]:
@@ -115,11 +108,7 @@ def replay(args: argparse.Namespace) -> list[dict]:
         cfg = DartConfig(
             **BASE, gap_search="grid", keep_rollouts=True, max_new_tokens=args.max_new_tokens, seed=args.seed
         )
-        start = time.perf_counter()
-        out = problems.map(
-            DartAdapter(backend, cfg, progress=False), batched=True, batch_size=len(problems), desc="grid"
-        )
-        seconds = time.perf_counter() - start
+        out, seconds = timed_map(problems, DartAdapter(backend, cfg, progress=False), desc="grid")
         grids = []  # per row: t -> [(correct, tokens)] in sample order
         for value, samples in zip(out["dart_rollouts"], out["dart_step_samples"]):
             grid = {t: [None] * n for t, n in enumerate(samples)}
@@ -142,22 +131,17 @@ def replay(args: argparse.Namespace) -> list[dict]:
             detected.append(-1 if gap is None else gap)
             tokens += sum(tok for t, n in drawn.items() for _, tok in grid[t][:n])
             rollouts += sum(drawn.values())
-        row = {
-            "strategy": label,
+        scored = {
             **score_detection(planted, detected),
             "tokens": tokens,
-            "rollouts": rollouts,
-            "seconds": seconds if grid_row is None else None,
+            "seconds": seconds if grid_row is None else None,  # wall time cannot be replayed
             "gaps": detected,
         }
+        row = result_row(label, scored, rollouts, planted, grid_row)
         if grid_row is None:
             grid_row = row
             assert tokens == live_tokens and detected == live_gaps, "the replayed grid is the live grid"
-        row["token_share"] = tokens / grid_row["tokens"]
-        row["rollout_share"] = rollouts / grid_row["rollouts"]
-        row["time_share"] = None
-        row["agree"] = sum(a == b for a, b in zip(detected, grid_row["gaps"]))
-        row["disagreements"] = who_was_right(detected, grid_row["gaps"], planted)
+            row["time_share"] = None
         results.append(row)
         print(line(row, len(planted)), flush=True)
     mark_target(results)
@@ -210,15 +194,6 @@ def mark_target(results: list[dict]) -> None:
         )
 
 
-def _rate(k: int, n: int) -> str:
-    low, high = wilson_interval(k, n)
-    return "—" if not n else f"{k / n:.2f} [{low:.2f}, {high:.2f}]"
-
-
-def _fmt(x, digits=2) -> str:
-    return "—" if x is None or x != x else f"{x:.{digits}f}"
-
-
 HEADER = (
     "| strategy | tokens | tokens / grid | rollouts / grid | wall time / grid | gaps agree with grid [95% CI] "
     "| disagreements: strategy right / grid right / neither | precision [95% CI] | recall [95% CI] "
@@ -230,9 +205,9 @@ def line(r: dict, n_rows: int) -> str:
     d = r["disagreements"]
     return (
         f"| {r['strategy']} | {r['tokens']:,} | {r['token_share']:.2f} | {r['rollout_share']:.2f} | "
-        f"{_fmt(r['time_share'])} | {_rate(r['agree'], n_rows)} | "
-        f"{d['strategy right']} / {d['grid right']} / {d['neither']} | {_rate(r['hits'], r['n_detected'])} | "
-        f"{_rate(r['hits'], r['n_planted'])} | {_fmt(r['position_error'])} | "
+        f"{fmt(r['time_share'])} | {rate(r['agree'], n_rows)} | "
+        f"{d['strategy right']} / {d['grid right']} / {d['neither']} | {rate(r['hits'], r['n_detected'])} | "
+        f"{rate(r['hits'], r['n_planted'])} | {fmt(r['position_error'])} | "
         f"{r['false_positives']}/{r['n_controls']} |"
     )
 

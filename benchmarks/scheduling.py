@@ -15,9 +15,13 @@ Server part: `benchmarks/loopback_server.py` in its own process, an engine with 
 `--token_ms` per decode step (see its docstring for the student it plays), driven by
 `OpenAIServerBackend(max_concurrency=--concurrency)`. Occupancy = the engine's busy slot-seconds /
 (slots x the adapt's wall time). In-process part: `TransformersBackend` with the planted-gap student
-on CPU; occupancy = live rows / `batch_size`, averaged over decode steps. For each gap search the
-table gives generated tokens and wall time as shares of the grid's (same schedule, same run), their
-ratio (1.0: wall time follows tokens), and whether every row equals the `rounds` schedule's row.
+on CPU; occupancy = busy slot-seconds (live rows x the duration of each decode step) / (`batch_size`
+x the adapt's wall time), so prefill, verification and planning count as idle slots, as they do on
+the server; "per decode step" = live rows / `batch_size` averaged over decode steps. Both schedules
+warm up on 4 rows before any clock starts. For each gap search the table gives generated tokens and
+wall time as shares of the grid's (same schedule, same run), their ratio (1.0: wall time follows
+tokens), and whether every row equals the first schedule's row. The load average is printed before
+and after (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import datasets
-import torch  # noqa: F401  (imported before any clock starts: DartAdapter imports it)
+import torch  # imported before any clock starts: DartAdapter imports it
+from harness import GenerateOnly, load_average, timed_map  # benchmarks/ is on sys.path when run as a script
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.gap_search import APPROXIMATE_SEARCHES
@@ -61,25 +66,6 @@ def strategies() -> dict[str, dict[str, Any]]:
     return out
 
 
-class RoundsOnly:
-    """A backend seen through `generate` only: the adapter then runs round-synchronously (`RoundStream`)."""
-
-    def __init__(self, backend: Any) -> None:
-        self.backend = backend
-        self.fingerprint = backend.fingerprint
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.backend.tokenizer
-
-    @property
-    def context_length(self) -> Optional[int]:
-        return self.backend.context_length
-
-    def generate(self, requests):
-        return self.backend.generate(requests)
-
-
 class WordTokenizer:
     """Counts words: the loopback server's unit of generation."""
 
@@ -90,16 +76,7 @@ class WordTokenizer:
 
 
 def adapt(problems: datasets.Dataset, backend: Any, config: DartConfig) -> tuple[datasets.Dataset, float]:
-    adapter = DartAdapter(backend, config, progress=False, verifier=VERIFIER)
-    start = time.perf_counter()
-    out = problems.map(
-        adapter,
-        batched=True,
-        batch_size=len(problems),
-        load_from_cache_file=False,
-        keep_in_memory=True,
-    )
-    return out, time.perf_counter() - start
+    return timed_map(problems, DartAdapter(backend, config, progress=False, verifier=VERIFIER))
 
 
 def signature(out: datasets.Dataset) -> list[tuple]:
@@ -137,9 +114,9 @@ def run_server(args: argparse.Namespace, problems: datasets.Dataset) -> list[dic
         results = measure(
             "server",
             problems,
-            {"rounds": RoundsOnly(backend), "stream": backend},
+            {"rounds": GenerateOnly(backend), "stream": backend},
             args,
-            occupancy=lambda wall: _get(url + "/stats")["busy_slot_s"] / (args.slots * wall),
+            occupancy=lambda wall: (_get(url + "/stats")["busy_slot_s"] / (args.slots * wall), None),
             reset=lambda: _get(url + "/reset", "POST"),
         )
     finally:
@@ -154,22 +131,32 @@ def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list
     from dart_hf.tasks.student import planted_student
 
     backend = TransformersBackend(planted_student(), device="cpu", batch_size=args.batch_size)
-    live: list[int] = []
+    steps: list[tuple[int, float]] = []  # (live rows, seconds) of every decode step
     step = DecodeBatch.step
 
     def counted(self: DecodeBatch):
-        live.append(len(self.live))
-        return step(self)
+        live, start = len(self.live), time.perf_counter()
+        try:
+            return step(self)
+        finally:
+            steps.append((live, time.perf_counter() - start))
+
+    def occupancy(wall: float) -> tuple[float, float]:
+        """(busy slot-seconds / (slots x wall), mean live rows / slots over decode steps)."""
+        if not steps:
+            return float("nan"), float("nan")
+        busy = sum(live * seconds for live, seconds in steps)
+        return busy / (args.batch_size * wall), sum(live for live, _ in steps) / (args.batch_size * len(steps))
 
     DecodeBatch.step = counted  # type: ignore[method-assign]
     try:
         return measure(
             "in-process",
             problems,
-            {"rounds": RoundsOnly(backend), "stream": backend},
+            {"rounds": GenerateOnly(backend), "stream": backend},
             args,
-            occupancy=lambda wall: sum(live) / (args.batch_size * len(live)) if live else float("nan"),
-            reset=live.clear,
+            occupancy=occupancy,
+            reset=steps.clear,
         )
     finally:
         DecodeBatch.step = step  # type: ignore[method-assign]
@@ -177,19 +164,13 @@ def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list
 
 def measure(where: str, problems, backends: dict, args, occupancy, reset) -> list[dict]:
     rows, grid, reference = [], {}, {}
+    for schedule in args.schedules:  # warm-up on a few rows: the first batches of a process are slow
+        adapt(problems.select(range(min(4, len(problems)))), backends[schedule], config_for({}, args))
     for name, overrides in strategies().items():
         if args.strategies and name not in args.strategies and name != "grid":
             continue
-        config = DartConfig(
-            **overrides,
-            n_sim=4,
-            n_explore=0,
-            temperature=0.7,
-            max_new_tokens=args.max_new_tokens,
-            prompt_template=TEMPLATE,
-            seed=args.seed,
-        )
-        for schedule in SCHEDULES:
+        config = config_for(overrides, args)
+        for schedule in args.schedules:
             reset()
             out, wall = adapt(problems, backends[schedule], config)
             row = {
@@ -200,24 +181,36 @@ def measure(where: str, problems, backends: dict, args, occupancy, reset) -> lis
                 "errors": sum(a == "error" for a in out["dart_action"]),
                 "tokens": sum(out["dart_tokens_generated"]),
                 "wall": wall,
-                "occupancy": occupancy(wall),
             }
+            row["occupancy"], row["step_occupancy"] = occupancy(wall)
             if name == "grid":
                 grid[schedule] = row
             row["token_share"] = row["tokens"] / grid[schedule]["tokens"]
             row["wall_share"] = row["wall"] / grid[schedule]["wall"]
             sig = signature(out)
-            reference.setdefault(name, sig)
+            reference.setdefault(name, sig)  # the first schedule run is the reference
             row["same_rows"] = sum(a == b for a, b in zip(sig, reference[name])) / len(sig)
             rows.append(row)
             print(line(row), flush=True)
     return rows
 
 
+def config_for(overrides: dict, args: argparse.Namespace) -> DartConfig:
+    return DartConfig(
+        **overrides,
+        n_sim=4,
+        n_explore=0,
+        temperature=0.7,
+        max_new_tokens=args.max_new_tokens,
+        prompt_template=TEMPLATE,
+        seed=args.seed,
+    )
+
+
 HEADER = (
     "| backend | gap search | schedule | rows (errors) | tokens | token share | wall (s) | wall share "
-    "| wall share / token share | slot occupancy | rows equal to `rounds` |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "| wall share / token share | slot occupancy | occupancy per decode step | rows equal to the first schedule's |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -225,7 +218,8 @@ def line(r: dict) -> str:
     return (
         f"| {r['where']} | {r['strategy']} | {r['schedule']} | {r['rows']} ({r['errors']}) | {r['tokens']:,} | "
         f"{r['token_share']:.2f} | {r['wall']:.1f} | {r['wall_share']:.2f} | "
-        f"{r['wall_share'] / r['token_share']:.2f} | {r['occupancy']:.2f} | {r['same_rows']:.2f} |"
+        f"{r['wall_share'] / r['token_share']:.2f} | {r['occupancy']:.2f} | "
+        f"{'—' if r['step_occupancy'] is None else format(r['step_occupancy'], '.2f')} | {r['same_rows']:.2f} |"
     )
 
 
@@ -245,17 +239,22 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     parser.add_argument("--batch_size", type=int, default=64, help="TransformersBackend.batch_size")
     parser.add_argument("--max_new_tokens", type=int, default=96)
+    parser.add_argument(
+        "--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES, help="the first is the rows' reference"
+    )
     parser.add_argument("--in_process_n", type=int, default=None, help="rows for the in-process part (default --n)")
     args = parser.parse_args(argv)
     datasets.disable_progress_bars()
     VERIFIER.judge_many([("1", "2")])  # start its worker now
     problems = PlantedGapTask().generate(args.n, seed=args.seed)
+    print(f"torch threads {torch.get_num_threads()}, load average {load_average()} (1, 5, 15 min)\n", flush=True)
     print(HEADER, flush=True)
     if args.only in (None, "server"):
         run_server(args, problems)
     if args.only in (None, "in-process"):
         n = args.in_process_n or args.n
         run_in_process(args, problems.select(range(min(n, len(problems)))))
+    print(f"\nload average {load_average()} (1, 5, 15 min)", flush=True)
 
 
 if __name__ == "__main__":

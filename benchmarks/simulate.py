@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Optional
 
 try:
     import dart_hf  # noqa: F401
@@ -25,6 +25,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
+from harness import GenerateOnly  # benchmarks/ is on sys.path when run as a script
 
 from dart_hf import DartAdapter, DartConfig
 from dart_hf.backends.transformers import TransformersBackend
@@ -33,23 +34,12 @@ from dart_hf.example import parse_example
 from dart_hf.prompts import prefix_text
 
 
-class Recorder:
+class Recorder(GenerateOnly):
     """Wraps a backend: keeps every call's requests and counts finish reasons, changes nothing."""
 
     def __init__(self, backend: TransformersBackend) -> None:
-        self.backend, self.calls, self.finish = backend, [], {}
-
-    @property
-    def fingerprint(self) -> str:
-        return self.backend.fingerprint
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.backend.tokenizer
-
-    @property
-    def context_length(self) -> Optional[int]:
-        return self.backend.context_length
+        super().__init__(backend)
+        self.calls, self.finish = [], {}
 
     def generate(self, requests):
         self.calls.append(list(requests))
