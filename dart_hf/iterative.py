@@ -52,6 +52,29 @@ class RoundResult:
     actions: dict[str, int] = field(default_factory=dict)
 
 
+def adapt_all(
+    dataset: datasets.Dataset, backend: Any, config: DartConfig, desc: str = "DART"
+) -> tuple[datasets.Dataset, float]:
+    """`dataset.map(DartAdapter)` over the whole set in one batch (no cache reuse), and its wall seconds."""
+    start = time.perf_counter()
+    adapted = dataset.map(
+        DartAdapter(backend, config, progress=False),
+        batched=True,
+        batch_size=max(len(dataset), 1),
+        load_from_cache_file=False,
+        desc=desc,
+    )
+    return adapted, time.perf_counter() - start
+
+
+def action_counts(adapted: datasets.Dataset) -> dict[str, int]:
+    """How many adapted rows took each `dart_action` (imitate, explore, fallback, ...)."""
+    counts: dict[str, int] = {}
+    for action in adapted["dart_action"]:
+        counts[action] = counts.get(action, 0) + 1
+    return counts
+
+
 def usable_rows(adapted: datasets.Dataset) -> datasets.Dataset:
     """The rows `DartTrainer` trains on: prompt, completion and provenance of every usable adapted row."""
     keep = [i for i, row in enumerate(adapted) if is_usable(row)]
@@ -99,22 +122,11 @@ def iterative_dart(
         tokenizer = getattr(backend, "tokenizer", tokenizer)
         current = getattr(backend, "model", model)
         round_config = dataclasses.replace(config, seed=config.seed + index)
-        start = time.perf_counter()
-        adapted = dataset.map(
-            DartAdapter(backend, round_config, progress=False),
-            batched=True,
-            batch_size=max(len(dataset), 1),
-            load_from_cache_file=False,
-            desc=f"DART round {index + 1}",
-        )
-        generation_seconds = time.perf_counter() - start
+        adapted, generation_seconds = adapt_all(dataset, backend, round_config, desc=f"DART round {index + 1}")
         rows = usable_rows(adapted)
         start = time.perf_counter()
         if len(rows):
             model, tokenizer = train(current, tokenizer, rows, index)
-        actions: dict[str, int] = {}
-        for action in adapted["dart_action"]:
-            actions[action] = actions.get(action, 0) + 1
         result = RoundResult(
             index=index,
             adapted=adapted,
@@ -124,7 +136,7 @@ def iterative_dart(
             tokens_generated=sum(adapted["dart_tokens_generated"]),
             generation_seconds=generation_seconds,
             training_seconds=time.perf_counter() - start,
-            actions=actions,
+            actions=action_counts(adapted),
         )
         model = result.model
         results.append(result)

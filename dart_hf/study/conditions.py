@@ -25,10 +25,11 @@ from typing import Any, Optional
 
 import datasets
 
-from ..adapter import DartAdapter, is_usable
+from ..adapter import is_usable
 from ..backends.base import GenerationBackend, derive_seed
 from ..config import DartConfig
 from ..example import Example, ExampleError, parse_example
+from ..iterative import action_counts, adapt_all
 from ..prompts import prefix_text
 from ..selection import select_continuation
 from ..simulation import Rollout, SampleJob, run_jobs
@@ -91,24 +92,13 @@ def static_set(examples: list[Optional[Example]]) -> TrainingSet:
 
 def dart_set(train: datasets.Dataset, backend: GenerationBackend, config: DartConfig) -> TrainingSet:
     """`DartAdapter` over the training set; the rows it could use, with their provenance offsets."""
-    start = time.perf_counter()
-    adapted = train.map(
-        DartAdapter(backend, config, progress=False),
-        batched=True,
-        batch_size=max(len(train), 1),
-        load_from_cache_file=False,
-        desc="DART",
-    )
-    seconds = time.perf_counter() - start
+    adapted, seconds = adapt_all(train, backend, config)
     rows = [
         {"prompt": r["prompt"], "completion": r["completion"], "dart_student_start": r["dart_student_start"]}
         for r in adapted
         if is_usable(r)
     ]
-    actions: dict[str, int] = {}
-    for action in adapted["dart_action"]:
-        actions[action] = actions.get(action, 0) + 1
-    info = {"actions": actions, "gap_steps": adapted["dart_gap_step"]}
+    info = {"actions": action_counts(adapted), "gap_steps": adapted["dart_gap_step"]}
     return TrainingSet("dart", _to_dataset(rows), sum(adapted["dart_tokens_generated"]), seconds, info)
 
 

@@ -126,6 +126,10 @@ class PlantedGapTask:
 
     def _chain(self, rng: random.Random) -> tuple[int, list[tuple[str, int]]]:
         start = rng.randint(2, self.max_start)
+        return start, self._ops(start, rng)
+
+    def _ops(self, start: int, rng: random.Random) -> list[tuple[str, int]]:
+        """The +/- operations that follow `start`, every running total within 0..max_value."""
         ops, value = [], start
         for _ in range(rng.randint(self.min_ops, self.max_ops)):
             delta = rng.randint(1, self.max_delta)
@@ -133,7 +137,7 @@ class PlantedGapTask:
             sign = rng.choice([s for s, ok in (("+", can_add), ("-", can_sub)) if ok] or ["+"])
             ops.append((sign, delta))
             value = value + delta if sign == "+" else value - delta
-        return start, ops
+        return ops
 
 
 def _running_values(start: int, ops: list[tuple[str, int]]) -> list[int]:

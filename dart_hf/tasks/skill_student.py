@@ -23,10 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from tqdm.auto import tqdm
-
 from .skill_transfer import SkillTransferTask
-from .student import SHIPPED, chat_prompt, default_cache_dir
+from .student import SHIPPED, chat_prompt, default_cache_dir, train_steps
 
 #: Bump when training changes in a way the recipe fields do not capture.
 SKILL_STUDENT_VERSION = "1"
@@ -93,26 +91,16 @@ def train_skill_student(recipe: SkillStudentRecipe, out_dir: os.PathLike) -> dic
         examples.append((prompt, answer))
     torch.manual_seed(recipe.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.01)
-    rng = random.Random(recipe.seed)
-    model.train()
-    losses = []
-    for _ in tqdm(range(recipe.steps), desc="train skill student", unit="step"):
-        batch = [examples[rng.randrange(len(examples))] for _ in range(recipe.batch_size)]
-        width = max(len(p) + len(a) for p, a in batch)
-        ids = torch.full((len(batch), width), pad_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (p, a) in enumerate(batch):
-            seq = p + a
-            ids[i, : len(seq)] = torch.tensor(seq)
-            labels[i, len(p) : len(seq)] = torch.tensor(a)
-            mask[i, : len(seq)] = 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+    losses = train_steps(
+        model,
+        examples,
+        optimizer,
+        recipe.steps,
+        recipe.batch_size,
+        pad_id,
+        random.Random(recipe.seed),
+        desc="train skill student",
+    )
     model.eval()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -161,11 +161,53 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    rng = random.Random(recipe.seed)
+    losses = train_steps(
+        model,
+        examples,
+        optimizer,
+        recipe.steps,
+        recipe.batch_size,
+        pad_id,
+        random.Random(recipe.seed),
+        scheduler=scheduler,
+        desc="train planted-gap student",
+    )
+    model.eval()
+    model.generation_config = GenerationConfig(bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    metrics = {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
+        "recipe": dataclasses.asdict(recipe),
+        "key": recipe.key(),
+    }
+    (out / "student_recipe.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def train_steps(
+    model,
+    examples: list[tuple[list[int], list[int]]],
+    optimizer,
+    steps: int,
+    batch_size: int,
+    pad_id: int,
+    rng: random.Random,
+    scheduler=None,
+    desc: str = "train",
+) -> list[float]:
+    """`steps` optimizer steps on batches drawn with replacement from `(prompt ids, answer ids)` pairs.
+
+    The loss covers the answer tokens only; gradients are clipped to norm 1. Returns each step's loss.
+    Shared by the planted-gap and skill-transfer students so both are trained the same way.
+    """
+    import torch
+
     model.train()
     losses = []
-    for _ in tqdm(range(recipe.steps), desc="train planted-gap student", unit="step"):
-        batch = [examples[rng.randrange(len(examples))] for _ in range(recipe.batch_size)]
+    for _ in tqdm(range(steps), desc=desc, unit="step"):
+        batch = [examples[rng.randrange(len(examples))] for _ in range(batch_size)]
         width = max(len(p) + len(a) for p, a in batch)
         ids = torch.full((len(batch), width), pad_id)
         labels = torch.full((len(batch), width), -100)
@@ -179,18 +221,8 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-    model.eval()
-    model.generation_config = GenerationConfig(bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    metrics = {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
-        "recipe": dataclasses.asdict(recipe),
-        "key": recipe.key(),
-    }
-    (out / "student_recipe.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+    return losses
