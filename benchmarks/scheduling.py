@@ -76,24 +76,27 @@ def strategies() -> dict[str, dict[str, Any]]:
 class Recorded(GenerateOnly):
     """The backend, with every request's row, round and completion lengths recorded (for `ideal_occupancy`).
 
-    A row's round is what it submits between two `collect`s (the adapter submits a row's round at
-    once); its row is the problem text before `TEMPLATE`'s "Solution:".
+    A row is the problem text before `TEMPLATE`'s "Solution:" within one adapter call (one `map`
+    batch: one stream); its round is what it submits between two `collect`s (the adapter submits a
+    row's round at once).
     """
 
     def __init__(self, backend: Any) -> None:
         super().__init__(backend)
-        self.rounds: dict[str, dict[int, list[int]]] = {}  # row -> collect epoch -> completion lengths
+        self.reset()
 
     def reset(self) -> None:
-        self.rounds = {}
+        self.rounds: dict[tuple[int, str], dict[int, list[int]]] = {}  # (call, row) -> epoch -> completion lengths
+        self.calls = 0
 
     def stream(self) -> Any:
-        inner, recorded = open_stream(self.backend), self
+        inner, recorded, call = open_stream(self.backend), self, self.calls
+        self.calls += 1
         epoch, owner = [0], {}
 
         class Stream:
             def submit(self, key, request) -> None:
-                owner[key] = (request.prompt.split("\n\nSolution:")[0], epoch[0])
+                owner[key] = ((call, request.prompt.split("\n\nSolution:")[0]), epoch[0])
                 inner.submit(key, request)
 
             def collect(self):
@@ -111,37 +114,44 @@ class Recorded(GenerateOnly):
         return Stream()
 
 
-def ideal_occupancy(rounds: dict[str, dict[int, list[int]]], slots: int) -> float:
+def ideal_occupancy(rounds: dict[tuple[int, str], dict[int, list[int]]], slots: int) -> float:
     """Occupancy of a perfect engine on these rounds: `slots` sequences, one token each per step, no overhead.
 
-    Every row's first round is ready at step 0 and each next round the moment its previous round's
-    last sequence ends (verification and planning cost nothing); a free slot takes the oldest ready
-    sequence. The rows' dependencies alone then bound occupancy: once fewer rows are left than it
+    Within one adapter call, every row's first round is ready at once and each next round the moment
+    its previous round's last sequence ends (verification and planning cost nothing); a free slot
+    takes the oldest ready sequence. Calls run one after the other, as `map` batches do. The rows'
+    dependencies (and the rows per call) alone then bound occupancy: once fewer rows are left than it
     takes to fill the slots, slots idle however fast everything else is.
     """
-    chains = [[lengths for _, lengths in sorted(by_epoch.items())] for by_epoch in rounds.values()]
-    total = sum(n for chain in chains for lengths in chain for n in lengths)
-    if not total:
-        return float("nan")
-    ready: list[tuple[float, int, int, int]] = []  # (ready at, row, round, length), oldest first
+    calls: dict[int, list[list[list[int]]]] = {}
+    for (call, _), by_epoch in rounds.items():
+        calls.setdefault(call, []).append([lengths for _, lengths in sorted(by_epoch.items())])
+    total = sum(n for chains in calls.values() for chain in chains for lengths in chain for n in lengths)
+    span = sum(_makespan(chains, slots) for chains in calls.values())
+    return total / (slots * span) if total else float("nan")
+
+
+def _makespan(chains: list[list[list[int]]], slots: int) -> float:
+    """Steps a perfect `slots`-wide engine takes for these rows' chains of rounds (see `ideal_occupancy`)."""
+    ready: list[tuple[float, int, int]] = []  # (ready at, row, length), oldest first
     running: list[tuple[float, int]] = []  # (ends at, row)
-    left = {}  # row -> sequences of its current round still running or waiting
+    left: dict[int, tuple[int, int]] = {}  # row -> (its current round, sequences of it not yet ended)
 
     def release(row: int, k: int, now: float) -> None:
         lengths = [n for n in chains[row][k] if n > 0]
         left[row] = (k, len(lengths))
         for n in lengths:
-            heapq.heappush(ready, (now, row, k, n))
+            heapq.heappush(ready, (now, row, n))
         if not lengths and k + 1 < len(chains[row]):
             release(row, k + 1, now)
 
     for row, chain in enumerate(chains):
         if chain:
             release(row, 0, 0.0)
-    now, end = 0.0, 0.0
+    now = end = 0.0
     while ready or running:
         while ready and len(running) < slots:
-            _, row, _, n = heapq.heappop(ready)
+            _, row, n = heapq.heappop(ready)
             heapq.heappush(running, (now + n, row))
         now, row = heapq.heappop(running)
         end = max(end, now)
@@ -149,7 +159,7 @@ def ideal_occupancy(rounds: dict[str, dict[int, list[int]]], slots: int) -> floa
         left[row] = (k, count - 1)
         if count == 1 and k + 1 < len(chains[row]):
             release(row, k + 1, now)
-    return total / (slots * end)
+    return end
 
 
 class WordTokenizer:
