@@ -18,12 +18,17 @@ from dart_hf.tasks.planted_gap import score_detection
 
 
 def timed_map(
-    problems: datasets.Dataset, adapter: DartAdapter, desc: Optional[str] = None
+    problems: datasets.Dataset, adapter: DartAdapter, desc: Optional[str] = None, batch_size: Optional[int] = None
 ) -> tuple[datasets.Dataset, float]:
-    """`problems.map(adapter)` in one batch, never from a cache; returns the rows and the seconds it took."""
+    """`problems.map(adapter)` (in one batch by default), never from a cache; returns the rows and the seconds."""
     start = time.perf_counter()
     out = problems.map(
-        adapter, batched=True, batch_size=len(problems), load_from_cache_file=False, keep_in_memory=True, desc=desc
+        adapter,
+        batched=True,
+        batch_size=batch_size or len(problems),
+        load_from_cache_file=False,
+        keep_in_memory=True,
+        desc=desc,
     )
     return out, time.perf_counter() - start
 

@@ -20,13 +20,18 @@ x the adapt's wall time), so prefill, verification and planning count as idle sl
 the server; "per decode step" = live rows / `batch_size` averaged over decode steps. Both schedules
 warm up on 4 rows before any clock starts. For each gap search the table gives generated tokens and
 wall time as shares of the grid's (same schedule, same run), their ratio (1.0: wall time follows
-tokens), and whether every row equals the first schedule's row. The load average is printed before
-and after (the machine may be shared).
+tokens), the same ratio for this process's CPU time (in-process, one thread: what other processes'
+load on a shared machine barely moves; on the server side it is the client's CPU only), and whether
+every row equals the first schedule's row. "Ideal occupancy" replays the run's own rounds (each row's
+requests between two `collect`s, with their completion lengths) on a perfect engine with the same
+slots and no overhead at all (`ideal_occupancy`): what the rows' dependencies alone allow. The load
+average is printed before and after (the machine may be shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
 import os
 import subprocess
@@ -42,9 +47,10 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 
 import datasets
 import torch  # imported before any clock starts: DartAdapter imports it
-from harness import GenerateOnly, load_average, timed_map  # benchmarks/ is on sys.path when run as a script
+from harness import GenerateOnly, fmt, load_average, timed_map  # benchmarks/ is on sys.path when run as a script
 
 from dart_hf import DartAdapter, DartConfig
+from dart_hf.backends.base import open_stream
 from dart_hf.gap_search import APPROXIMATE_SEARCHES
 from dart_hf.tasks.planted_gap import PlantedGapTask
 from dart_hf.verification import MathVerifier
@@ -52,6 +58,7 @@ from dart_hf.verification import MathVerifier
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = "{problem}\n\nSolution:{prefix}"
 SCHEDULES = ("rounds", "stream")
+MAP_BATCH_SIZE: list[Optional[int]] = [None]  # rows per `map` call (None: all in one call); --map_batch_size
 VERIFIER = MathVerifier()  # one judge for every run, started before the clock (its worker takes seconds to start)
 
 
@@ -66,6 +73,95 @@ def strategies() -> dict[str, dict[str, Any]]:
     return out
 
 
+class Recorded(GenerateOnly):
+    """The backend, with every request's row, round and completion lengths recorded (for `ideal_occupancy`).
+
+    A row is the problem text before `TEMPLATE`'s "Solution:" within one adapter call (one `map`
+    batch: one stream); its round is what it submits between two `collect`s (the adapter submits a
+    row's round at once).
+    """
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend)
+        self.reset()
+
+    def reset(self) -> None:
+        self.rounds: dict[tuple[int, str], dict[int, list[int]]] = {}  # (call, row) -> epoch -> completion lengths
+        self.calls = 0
+
+    def stream(self) -> Any:
+        inner, recorded, call = open_stream(self.backend), self, self.calls
+        self.calls += 1
+        epoch, owner = [0], {}
+
+        class Stream:
+            def submit(self, key, request) -> None:
+                owner[key] = ((call, request.prompt.split("\n\nSolution:")[0]), epoch[0])
+                inner.submit(key, request)
+
+            def collect(self):
+                done = inner.collect()
+                epoch[0] += 1
+                for key, outcome in done:
+                    row, at = owner.pop(key)
+                    lengths = [] if isinstance(outcome, BaseException) else [c.num_tokens for c in outcome]
+                    recorded.rounds.setdefault(row, {}).setdefault(at, []).extend(lengths)
+                return done
+
+            def close(self) -> None:
+                inner.close()
+
+        return Stream()
+
+
+def ideal_occupancy(rounds: dict[tuple[int, str], dict[int, list[int]]], slots: int) -> float:
+    """Occupancy of a perfect engine on these rounds: `slots` sequences, one token each per step, no overhead.
+
+    Within one adapter call, every row's first round is ready at once and each next round the moment
+    its previous round's last sequence ends (verification and planning cost nothing); a free slot
+    takes the oldest ready sequence. Calls run one after the other, as `map` batches do. The rows'
+    dependencies (and the rows per call) alone then bound occupancy: once fewer rows are left than it
+    takes to fill the slots, slots idle however fast everything else is.
+    """
+    calls: dict[int, list[list[list[int]]]] = {}
+    for (call, _), by_epoch in rounds.items():
+        calls.setdefault(call, []).append([lengths for _, lengths in sorted(by_epoch.items())])
+    total = sum(n for chains in calls.values() for chain in chains for lengths in chain for n in lengths)
+    span = sum(_makespan(chains, slots) for chains in calls.values())
+    return total / (slots * span) if total else float("nan")
+
+
+def _makespan(chains: list[list[list[int]]], slots: int) -> float:
+    """Steps a perfect `slots`-wide engine takes for these rows' chains of rounds (see `ideal_occupancy`)."""
+    ready: list[tuple[float, int, int]] = []  # (ready at, row, length), oldest first
+    running: list[tuple[float, int]] = []  # (ends at, row)
+    left: dict[int, tuple[int, int]] = {}  # row -> (its current round, sequences of it not yet ended)
+
+    def release(row: int, k: int, now: float) -> None:
+        lengths = [n for n in chains[row][k] if n > 0]
+        left[row] = (k, len(lengths))
+        for n in lengths:
+            heapq.heappush(ready, (now, row, n))
+        if not lengths and k + 1 < len(chains[row]):
+            release(row, k + 1, now)
+
+    for row, chain in enumerate(chains):
+        if chain:
+            release(row, 0, 0.0)
+    now = end = 0.0
+    while ready or running:
+        while ready and len(running) < slots:
+            _, row, n = heapq.heappop(ready)
+            heapq.heappush(running, (now + n, row))
+        now, row = heapq.heappop(running)
+        end = max(end, now)
+        k, count = left[row]
+        left[row] = (k, count - 1)
+        if count == 1 and k + 1 < len(chains[row]):
+            release(row, k + 1, now)
+    return end
+
+
 class WordTokenizer:
     """Counts words: the loopback server's unit of generation."""
 
@@ -75,8 +171,12 @@ class WordTokenizer:
         return {"input_ids": list(range(len(text.split())))}
 
 
-def adapt(problems: datasets.Dataset, backend: Any, config: DartConfig) -> tuple[datasets.Dataset, float]:
-    return timed_map(problems, DartAdapter(backend, config, progress=False, verifier=VERIFIER))
+def adapt(problems: datasets.Dataset, backend: Any, config: DartConfig) -> tuple[datasets.Dataset, float, float]:
+    """The adapted rows, wall seconds and this process's CPU seconds (which other processes' load barely moves)."""
+    cpu = time.process_time()
+    adapter = DartAdapter(backend, config, progress=False, verifier=VERIFIER)
+    out, wall = timed_map(problems, adapter, batch_size=MAP_BATCH_SIZE[0])
+    return out, wall, time.process_time() - cpu
 
 
 def signature(out: datasets.Dataset) -> list[tuple]:
@@ -118,6 +218,7 @@ def run_server(args: argparse.Namespace, problems: datasets.Dataset) -> list[dic
             args,
             occupancy=lambda wall: (_get(url + "/stats")["busy_slot_s"] / (args.slots * wall), None),
             reset=lambda: _get(url + "/reset", "POST"),
+            slots=args.slots,
         )
     finally:
         proc.terminate()
@@ -157,13 +258,15 @@ def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list
             args,
             occupancy=occupancy,
             reset=steps.clear,
+            slots=args.batch_size,
         )
     finally:
         DecodeBatch.step = step  # type: ignore[method-assign]
 
 
-def measure(where: str, problems, backends: dict, args, occupancy, reset) -> list[dict]:
+def measure(where: str, problems, backends: dict, args, occupancy, reset, slots: int) -> list[dict]:
     rows, grid, reference = [], {}, {}
+    backends = {schedule: Recorded(backend) for schedule, backend in backends.items()}
     for schedule in args.schedules:  # warm-up on a few rows: the first batches of a process are slow
         adapt(problems.select(range(min(4, len(problems)))), backends[schedule], config_for({}, args))
     for name, overrides in strategies().items():
@@ -172,7 +275,8 @@ def measure(where: str, problems, backends: dict, args, occupancy, reset) -> lis
         config = config_for(overrides, args)
         for schedule in args.schedules:
             reset()
-            out, wall = adapt(problems, backends[schedule], config)
+            backends[schedule].reset()
+            out, wall, cpu = adapt(problems, backends[schedule], config)
             row = {
                 "where": where,
                 "strategy": name,
@@ -181,12 +285,15 @@ def measure(where: str, problems, backends: dict, args, occupancy, reset) -> lis
                 "errors": sum(a == "error" for a in out["dart_action"]),
                 "tokens": sum(out["dart_tokens_generated"]),
                 "wall": wall,
+                "cpu": cpu,
             }
             row["occupancy"], row["step_occupancy"] = occupancy(wall)
+            row["ideal_occupancy"] = ideal_occupancy(backends[schedule].rounds, slots)
             if name == "grid":
                 grid[schedule] = row
             row["token_share"] = row["tokens"] / grid[schedule]["tokens"]
             row["wall_share"] = row["wall"] / grid[schedule]["wall"]
+            row["cpu_share"] = row["cpu"] / grid[schedule]["cpu"]
             sig = signature(out)
             reference.setdefault(name, sig)  # the first schedule run is the reference
             row["same_rows"] = sum(a == b for a, b in zip(sig, reference[name])) / len(sig)
@@ -209,8 +316,8 @@ def config_for(overrides: dict, args: argparse.Namespace) -> DartConfig:
 
 HEADER = (
     "| backend | gap search | schedule | rows (errors) | tokens | token share | wall (s) | wall share "
-    "| wall share / token share | slot occupancy | occupancy per decode step | rows equal to the first schedule's |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| wall share / token share | CPU (s) | CPU share / token share | slot occupancy | occupancy per decode step | ideal occupancy of these rounds "
+    "| rows equal to the first schedule's |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -218,8 +325,9 @@ def line(r: dict) -> str:
     return (
         f"| {r['where']} | {r['strategy']} | {r['schedule']} | {r['rows']} ({r['errors']}) | {r['tokens']:,} | "
         f"{r['token_share']:.2f} | {r['wall']:.1f} | {r['wall_share']:.2f} | "
-        f"{r['wall_share'] / r['token_share']:.2f} | {r['occupancy']:.2f} | "
-        f"{'—' if r['step_occupancy'] is None else format(r['step_occupancy'], '.2f')} | {r['same_rows']:.2f} |"
+        f"{r['wall_share'] / r['token_share']:.2f} | {r['cpu']:.1f} | {r['cpu_share'] / r['token_share']:.2f} | "
+        f"{r['occupancy']:.2f} | "
+        f"{fmt(r['step_occupancy'])} | {fmt(r['ideal_occupancy'])} | {r['same_rows']:.2f} |"
     )
 
 
@@ -242,12 +350,23 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument(
         "--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES, help="the first is the rows' reference"
     )
+    parser.add_argument(
+        "--map_batch_size",
+        type=int,
+        default=None,
+        help="rows per `datasets.map` call, i.e. per adapter call (default: all rows in one call; `dart-hf adapt "
+        "--batch_size`, 16 by default)",
+    )
     parser.add_argument("--in_process_n", type=int, default=None, help="rows for the in-process part (default --n)")
     args = parser.parse_args(argv)
     datasets.disable_progress_bars()
+    MAP_BATCH_SIZE[0] = args.map_batch_size
     VERIFIER.judge_many([("1", "2")])  # start its worker now
     problems = PlantedGapTask().generate(args.n, seed=args.seed)
-    print(f"torch threads {torch.get_num_threads()}, load average {load_average()} (1, 5, 15 min)\n", flush=True)
+    print(
+        f"rows per map call {args.map_batch_size or args.n}, torch threads {torch.get_num_threads()}, load average {load_average()} (1, 5, 15 min)\n",
+        flush=True,
+    )
     print(HEADER, flush=True)
     if args.only in (None, "server"):
         run_server(args, problems)
