@@ -90,7 +90,7 @@ def test_skill_share_extremes(share, expected):
     assert sum(bool(s) for s in got["skill"]) == expected
 
 
-@pytest.mark.parametrize("kwargs", [dict(skill_share=1.5), dict(plain_leap_share=-0.1), dict(min_ops=1)])
+@pytest.mark.parametrize("kwargs", [dict(skill_share=1.5), dict(gap_share=-0.1), dict(min_ops=1)])
 def test_bad_sizes_are_refused(kwargs):
     with pytest.raises(ValueError):
         SkillTransferTask(**kwargs)
