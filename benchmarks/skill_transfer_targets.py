@@ -109,6 +109,15 @@ def main(argv=None) -> int:
             f"| {key} {op} {bound} | {value:.2f} [{low:.2f}, {high:.2f}] | {'yes' if met else 'NO'} | {'yes' if sure else 'no'} |"
         )
     skill_rows = [r for r in out if r["teach_step"] > 0]
+    print("\n| skill word | problems | f_0 | f_teach | f_leap |\n|---|---|---|---|---|")
+    for word in sorted({r["skill"] for r in skill_rows}):
+        mine = [r for r in skill_rows if r["skill"] == word]
+        cells = []
+        for at in (lambda r: 0, lambda r: r["teach_step"], lambda r: r["leap_step"]):
+            f = [r["dart_step_success"][at(r)] for r in mine]
+            low, high = wilson_interval(round(sum(f) * args.n_sim), len(f) * args.n_sim)
+            cells.append(f"{sum(f) / len(f):.2f} [{low:.2f}, {high:.2f}]")
+        print(f"| {word} | {len(mine)} | " + " | ".join(cells) + " |")
     hits = sum(r["dart_gap_step"] == r["leap_step"] for r in skill_rows)
     low, high = wilson_interval(hits, len(skill_rows))
     print(

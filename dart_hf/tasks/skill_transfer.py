@@ -25,6 +25,7 @@ and stay in the mix as controls. Everything is generated from a seed; nothing is
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -167,3 +168,16 @@ def states_quantity(text: str, skill: str) -> Optional[bool]:
         return None
     teach = {**QUANTITIES, **PRACTICE_QUANTITIES}[skill][0]
     return any(line.strip() == teach for line in text.split("\n"))
+
+
+def states_number(text: str, quantity: int) -> bool:
+    """Does a solution open with a line that is not an operation and ends on the right quantity?
+
+    Looser than `states_quantity`: a trained student may write the quantity in a line whose words it
+    cannot spell (the words are rare byte-level tokens to it), e.g. "��en is 12." for a dozen.
+    """
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines or "=" in lines[0]:
+        return False
+    numbers = re.findall(r"\d+", lines[0])
+    return bool(numbers) and numbers[-1] == str(quantity)
