@@ -7,7 +7,8 @@ Runs DART's full simulation grid (n_sim 4, temperature 0.7, no exploration) over
 skill-transfer problems and prints, for skill problems, the student's mean success f_0 from the bare
 problem, f right after the teaching step (f_teach) and f right after the leap (f_leap), with the
 targets the task must meet (f_0 <= 0.1, f_teach >= 0.7, f_leap <= 0.1), the same profile for the
-plain control problems, and how often DART's detected gap is the leap. Writes the raw numbers to --out.
+plain control problems, and how often DART's detected gap is the leap, each rate with a 95% Wilson
+interval over the pooled rollouts. Writes the raw numbers to --out.
 """
 
 from __future__ import annotations
@@ -32,8 +33,12 @@ from dart_hf.tasks.skill_transfer import SkillTransferTask
 TARGETS = {"f_0": ("<=", 0.1), "f_teach": (">=", 0.7), "f_leap": ("<=", 0.1)}
 
 
-def profile(rows) -> dict[str, dict]:
-    """Mean f at the task's marked steps, per kind of problem, with the number of rollouts behind each mean."""
+def profile(rows, n_sim: int) -> dict[str, dict]:
+    """Mean f at the task's marked steps, per kind of problem: (mean, problems, 95% Wilson interval).
+
+    The interval pools the `n_sim` rollouts of every problem (successes out of problems x n_sim); the
+    rollouts of one problem are not independent, so it is somewhat narrower than a per-problem one.
+    """
     groups: dict[str, dict[str, list[float]]] = {"skill": {}, "plain, with leap": {}, "plain, no leap": {}}
     for row in rows:
         f, teach, leap = row["dart_step_success"], row["teach_step"], row["leap_step"]
@@ -46,7 +51,14 @@ def profile(rows) -> dict[str, dict]:
             points["f_leap"] = f[leap]
         for key, value in points.items():
             groups[kind].setdefault(key, []).append(value)
-    return {kind: {k: (sum(v) / len(v), len(v)) for k, v in g.items()} for kind, g in groups.items() if g}
+    out: dict[str, dict] = {}
+    for kind, g in groups.items():
+        if g:
+            out[kind] = {
+                k: (sum(v) / len(v), len(v), wilson_interval(round(sum(v) * n_sim), len(v) * n_sim))
+                for k, v in g.items()
+            }
+    return out
 
 
 def main(argv=None) -> int:
@@ -77,22 +89,35 @@ def main(argv=None) -> int:
         DartAdapter(backend, cfg, progress=False), batched=True, batch_size=len(problems), load_from_cache_file=False
     )
     seconds = time.perf_counter() - start
-    prof = profile(out)
+    prof = profile(out, args.n_sim)
     columns = ["f_0", "f_teach", "f_before_leap", "f_leap", "f_T"]
     print(f"student: {student}\n{args.n} problems (seed {args.seed}), n_sim {args.n_sim}, T {args.temperature}\n")
     print("| problems | n | " + " | ".join(columns) + " |\n|---|---|" + "---|" * len(columns))
     for kind, p in prof.items():
-        n = max(c for _, c in p.values())
-        print(f"| {kind} | {n} | " + " | ".join(f"{p[c][0]:.2f}" if c in p else "—" for c in columns) + " |")
+        n = max(c for _, c, _ in p.values())
+        cells = [f"{p[c][0]:.2f} [{p[c][2][0]:.2f}, {p[c][2][1]:.2f}]" if c in p else "—" for c in columns]
+        print(f"| {kind} | {n} | " + " | ".join(cells) + " |")
     skill = prof.get("skill", {})
-    print("\n| target (skill problems) | measured | met |\n|---|---|---|")
+    print("\n| target (skill problems) | measured [95% Wilson] | met | whole interval meets it |\n|---|---|---|---|")
     verdicts = {}
     for key, (op, bound) in TARGETS.items():
-        value = skill.get(key, (float("nan"), 0))[0]
+        value, _, (low, high) = skill.get(key, (float("nan"), 0, (float("nan"), float("nan"))))
         met = value <= bound if op == "<=" else value >= bound
-        verdicts[key] = {"value": value, "target": f"{op} {bound}", "met": bool(met)}
-        print(f"| {key} {op} {bound} | {value:.2f} | {'yes' if met else 'NO'} |")
+        sure = high <= bound if op == "<=" else low >= bound
+        verdicts[key] = {"value": value, "interval": [low, high], "target": f"{op} {bound}", "met": bool(met)}
+        print(
+            f"| {key} {op} {bound} | {value:.2f} [{low:.2f}, {high:.2f}] | {'yes' if met else 'NO'} | {'yes' if sure else 'no'} |"
+        )
     skill_rows = [r for r in out if r["teach_step"] > 0]
+    print("\n| skill word | problems | f_0 | f_teach | f_leap |\n|---|---|---|---|---|")
+    for word in sorted({r["skill"] for r in skill_rows}):
+        mine = [r for r in skill_rows if r["skill"] == word]
+        cells = []
+        for at in (lambda r: 0, lambda r: r["teach_step"], lambda r: r["leap_step"]):
+            f = [r["dart_step_success"][at(r)] for r in mine]
+            low, high = wilson_interval(round(sum(f) * args.n_sim), len(f) * args.n_sim)
+            cells.append(f"{sum(f) / len(f):.2f} [{low:.2f}, {high:.2f}]")
+        print(f"| {word} | {len(mine)} | " + " | ".join(cells) + " |")
     hits = sum(r["dart_gap_step"] == r["leap_step"] for r in skill_rows)
     low, high = wilson_interval(hits, len(skill_rows))
     print(

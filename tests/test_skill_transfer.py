@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from dart_hf.tasks.skill_transfer import QUANTITIES, SkillTransferTask, states_quantity
+from dart_hf.tasks.skill_transfer import QUANTITIES, SkillTransferTask, states_number, states_quantity
 
 LINE = re.compile(r"^(\d+|\d+ × \d+) ([+-]) (\d+) = (\d+)$")
 PRODUCT = re.compile(r"^(\d+) = (\d+) × (\d+)$")
@@ -90,7 +90,7 @@ def test_skill_share_extremes(share, expected):
     assert sum(bool(s) for s in got["skill"]) == expected
 
 
-@pytest.mark.parametrize("kwargs", [dict(skill_share=1.5), dict(plain_leap_share=-0.1), dict(min_ops=1)])
+@pytest.mark.parametrize("kwargs", [dict(skill_share=1.5), dict(gap_share=-0.1), dict(min_ops=1)])
 def test_bad_sizes_are_refused(kwargs):
     with pytest.raises(ValueError):
         SkillTransferTask(**kwargs)
@@ -102,6 +102,15 @@ def test_states_quantity_reads_the_teaching_line():
     assert states_quantity("12 + 3 = 15", "a dozen") is False
     assert states_quantity("A pair is 2.", "a dozen") is False
     assert states_quantity("7 + 3 = 10", "") is None
+
+
+def test_states_number_reads_the_quantity_in_a_misspelt_opening_line():
+    assert states_number("A dozen is 12.\n\n12 + 3 = 15", 12) is True
+    assert states_number("\ufffd\ufffden is 12.\n\n12 + 3 = 15", 12) is True  # words it cannot spell
+    assert states_number("Sen is 2.\n\n3 + 5 = 8", 3) is False  # the wrong number
+    assert states_number("12 + 3 = 15", 12) is False  # an operation, not a statement
+    assert states_number("Gus has 20 eggs, 12.\n\n12 + 1 = 13", 12) is True  # the last number counts
+    assert states_number("", 12) is False
 
 
 def test_the_shipped_skill_student_is_the_default_recipes_and_never_saw_the_skill():

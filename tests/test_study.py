@@ -219,6 +219,8 @@ def test_new_conditions_train_and_report_per_subset_on_the_skill_task(tmp_path):
     if "skill" in results["subsets"]:
         stated = results["subsets"]["skill"]["base"]["states_quantity"]
         assert stated is not None and 0.0 <= stated <= 1.0
+        number = results["subsets"]["skill"]["base"]["states_number"]
+        assert number is not None and stated <= number <= 1.0  # the exact teaching line also ends on its number
     assert "**skill problems**" in (tmp_path / "out" / "results.md").read_text() or "skill" not in results["subsets"]
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import DartConfig
 from ..evaluation import evaluate_student
-from ..tasks.skill_transfer import states_quantity
+from ..tasks.skill_transfer import states_number, states_quantity
 from .conditions import (
     TrainingSet,
     dart_set,
@@ -229,9 +229,17 @@ def _evaluate(backend: Any, evalset: datasets.Dataset, config: StudyConfig, seed
         for r, skill in zip(result["rows"], skills)
     ]
     flat = [x for xs in stated for x in xs]
+    quantities = evalset["quantity"] if "quantity" in evalset.column_names else [0] * len(evalset)
+    numbers = [
+        states_number(text, quantity)
+        for r, skill, quantity in zip(result["rows"], skills, quantities)
+        if skill
+        for text in r.get("responses", [])
+    ]
     return {
         "correct": [r["correct"] for r in result["rows"]],
         "states_quantity": sum(flat) / len(flat) if flat else None,
+        "states_number": sum(numbers) / len(numbers) if numbers else None,
         "accuracy": result["accuracy"],
         "tokens": result["tokens_generated"],
         "seconds": result["wall_seconds"],
@@ -349,12 +357,14 @@ def _summarise(
     summary: dict[str, Any] = {}
     for condition, rs in runs.items():
         stated = [r["states_quantity"] for r in rs if r.get("states_quantity") is not None]
+        numbers = [r["states_number"] for r in rs if r.get("states_number") is not None]
         entry: dict[str, Any] = {
             "train_rows": float(np.mean([r["train_rows"] for r in rs])),
             "gen_tokens": float(np.mean([r["gen_tokens"] for r in rs])),
             "gen_seconds": float(np.mean([r["gen_seconds"] for r in rs])),
             "train_seconds": float(np.mean([r["train_seconds"] for r in rs])),
             "states_quantity": float(np.mean(stated)) if stated else None,
+            "states_number": float(np.mean(numbers)) if numbers else None,
         }
         for k in config.ks:
             m = matrices[condition][k]

@@ -62,9 +62,11 @@ def results_table(results: Mapping[str, Any]) -> str:
 
 def subset_table(name: str, summary: Mapping[str, Any], ks: list[int]) -> str:
     """One subset of held-out problems (skill or plain): pass@k, paired differences to DART and to the
-    untrained student, the share of samples that state the taught quantity, and cost."""
+    untrained student, the share of samples that write the teaching step exactly ("states the quantity")
+    and that open with a non-operation line ending on the right number ("states the number"), and cost."""
     header = ["condition"] + [f"{name} pass@{k} [95% CI]" for k in ks]
-    header += [f"pass@{ks[0]} − DART", f"pass@{ks[0]} − untrained", "states the quantity", "generated tokens"]
+    header += [f"pass@{ks[0]} − DART", f"pass@{ks[0]} − untrained", "states the quantity", "states the number"]
+    header += ["generated tokens"]
     lines = [f"**{name} problems**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for condition in [BASE, *CONDITIONS]:
         if condition not in summary:
@@ -74,12 +76,13 @@ def subset_table(name: str, summary: Mapping[str, Any], ks: list[int]) -> str:
         if condition == "dart":
             vs_dart = None
         vs_base = e.get(f"pass@{ks[0]}_minus_{BASE}")
-        stated = e.get("states_quantity")
+        stated, number = e.get("states_quantity"), e.get("states_number")
         cells = [LABELS[condition]] + [_ci(e[f"pass@{k}"]) for k in ks]
         cells += [
             _diff(vs_dart) if vs_dart else "—",
             _diff(vs_base) if vs_base else "—",
             "—" if stated is None or name != "skill" else f"{stated:.2f}",
+            "—" if number is None or name != "skill" else f"{number:.2f}",
             f"{e['gen_tokens']:,.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")

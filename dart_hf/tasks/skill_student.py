@@ -3,9 +3,11 @@
 The shipped planted-gap student cannot continue after a teaching step at all (it never saw a line
 that is not an operation; measured in `docs/study.md`), so a skill-transfer study needs a student that
 can read "A dozen is 12." and go on from there, without knowing that a dozen is 12. This one is the
-planted-gap student fine-tuned briefly on a 50/50 mix of plain problems and problems that name their
-start by a number *word* ("Ann has seven apples."), solved by stating the quantity first ("Seven is
-7.") and then chaining. It never sees a skill word ("a dozen", "a score of", ...) nor a product. Training is
+planted-gap student fine-tuned on a 50/50 mix of plain problems and problems that name their start by
+a number *word* from two to twenty ("Ann has seven apples."), solved by stating the quantity first
+("Seven is 7.") and then chaining (2,400 steps, warm-up then cosine decay: 600 steps at a constant
+rate left it following a teaching step only 18% of the time). It never sees a skill word ("a dozen",
+"a score of", ...) nor a product. Training is
 deterministic for a given `SkillStudentRecipe`; the default recipe's student ships in
 `assets/skill_student`, others are trained once and cached like the planted-gap student.
 """
@@ -27,7 +29,7 @@ from .skill_transfer import SkillTransferTask
 from .student import SHIPPED, chat_prompt, default_cache_dir, train_steps
 
 #: Bump when training changes in a way the recipe fields do not capture.
-SKILL_STUDENT_VERSION = "1"
+SKILL_STUDENT_VERSION = "2"
 SHIPPED_SKILL = SHIPPED.parent / "skill_student"
 
 
@@ -35,12 +37,13 @@ SHIPPED_SKILL = SHIPPED.parent / "skill_student"
 class SkillStudentRecipe:
     """How the skill student is built from the shipped planted-gap student; every field goes into the cache key."""
 
-    n_train: int = 4000
-    steps: int = 600
+    n_train: int = 8000
+    steps: int = 2400
     batch_size: int = 16
     learning_rate: float = 1e-3
+    warmup_steps: int = 100
     seed: int = 0
-    task: SkillTransferTask = SkillTransferTask(vocabulary="practice", skill_share=0.5, plain_leap_share=0.0)
+    task: SkillTransferTask = SkillTransferTask(vocabulary="practice", skill_share=0.5, gap_share=0.0)
 
     def key(self) -> str:
         payload = json.dumps({"v": SKILL_STUDENT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
@@ -99,6 +102,7 @@ def train_skill_student(recipe: SkillStudentRecipe, out_dir: os.PathLike) -> dic
         recipe.batch_size,
         pad_id,
         random.Random(recipe.seed),
+        warmup_steps=recipe.warmup_steps,
         desc="train skill student",
     )
     model.eval()

@@ -25,6 +25,7 @@ and stay in the mix as controls. Everything is generated from a seed; nothing is
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -33,8 +34,10 @@ import datasets
 from .planted_gap import GAINS, LOSSES, NAMES, PlantedGapTask, _factor, _line, _running_values
 
 #: word in the problem -> (the teaching step's wording, the quantity). The skill student never saw them.
+#: ("a pair of" was one of them until the shipped student, shown "A pair is 2.", went on "2 + 4 = 8" in
+#: 56 of 56 samples, a quirk of that one word, not of the value 2: docs/study.md section 7.)
 QUANTITIES: dict[str, tuple[str, int]] = {
-    "a pair of": ("A pair is 2.", 2),
+    "a trio of": ("A trio is 3.", 3),
     "half a dozen": ("Half a dozen is 6.", 6),
     "a dozen": ("A dozen is 12.", 12),
     "a score of": ("A score is 20.", 20),
@@ -42,7 +45,10 @@ QUANTITIES: dict[str, tuple[str, int]] = {
 #: Number words the skill student *was* trained on (`vocabulary="practice"`, "Ann has seven apples." solved as
 #: "Seven is 7." then the chain): it learnt the format "state the quantity, then chain from it" over many
 #: values, so once a teaching step states an unknown word's quantity it can continue from there.
-_NUMBER_WORDS = "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen".split()
+_NUMBER_WORDS = (
+    "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen"
+    " eighteen nineteen twenty"
+).split()
 PRACTICE_QUANTITIES: dict[str, tuple[str, int]] = {
     w: (f"{w.capitalize()} is {n}.", n) for n, w in enumerate(_NUMBER_WORDS, start=2)
 }
@@ -69,35 +75,31 @@ ITEMS = ("apples", "coins", "cards", "shells", "stamps", "marbles", "pens", "boo
 
 
 @dataclass(frozen=True)
-class SkillTransferTask:
-    """Sizes of the generated problems.
+class SkillTransferTask(PlantedGapTask):
+    """Sizes of the generated problems: `PlantedGapTask`'s fields, which shape both kinds, and two more.
+
+    Plain problems are `PlantedGapTask` problems (`gap_share` of them carry the leap); skill problems
+    draw their +/- chain the same way from the word's quantity instead of `max_start`.
 
     Args:
         skill_share: fraction of problems that name their start by a quantity word (the rest are
             plain planted-gap problems, the controls).
-        plain_leap_share: fraction of plain problems whose expert solution carries the leap.
-        min_ops, max_ops: operations per problem.
-        max_delta, max_value: largest single change and largest running total (the planted-gap
-            student's range).
+        gap_share: fraction of plain problems whose expert solution carries the leap.
         vocabulary: "skill" (the words the student lacks) or "practice" (the words its training data
             has; for building the student only).
     """
 
+    gap_share: float = 0.5
     skill_share: float = 0.6
-    plain_leap_share: float = 0.5
-    min_ops: int = 3
-    max_ops: int = 4
-    max_delta: int = 5
-    max_value: int = 30
     vocabulary: str = "skill"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.vocabulary not in VOCABULARIES:
             raise ValueError(f"vocabulary must be one of {sorted(VOCABULARIES)}, got {self.vocabulary!r}")
-        for name in ("skill_share", "plain_leap_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if not 2 <= self.min_ops <= self.max_ops:
+        if not 0.0 <= self.skill_share <= 1.0:
+            raise ValueError(f"skill_share must be in [0, 1], got {self.skill_share}")
+        if self.min_ops < 2:
             raise ValueError(f"need 2 <= min_ops <= max_ops, got {self.min_ops}, {self.max_ops}")
 
     def generate(self, n: int, seed: int = 0) -> datasets.Dataset:
@@ -105,10 +107,7 @@ class SkillTransferTask:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         rng = random.Random(seed)
-        plain = PlantedGapTask(
-            min_ops=self.min_ops, max_ops=self.max_ops, gap_share=self.plain_leap_share, max_delta=self.max_delta
-        )
-        rows = [self._skill_row(rng) if rng.random() < self.skill_share else _plain_row(plain, rng) for _ in range(n)]
+        rows = [self._skill_row(rng) if rng.random() < self.skill_share else self._plain_row(rng) for _ in range(n)]
         return datasets.Dataset.from_list(rows, features=FEATURES)
 
     def _skill_row(self, rng: random.Random) -> dict:
@@ -148,30 +147,19 @@ class SkillTransferTask:
             "n_ops": len(ops),
         }
 
-    def _ops(self, start: int, rng: random.Random) -> list[tuple[str, int]]:
-        ops, value = [], start
-        for _ in range(rng.randint(self.min_ops, self.max_ops)):
-            delta = rng.randint(1, self.max_delta)
-            can_add, can_sub = value + delta <= self.max_value, value - delta >= 0
-            sign = rng.choice([s for s, ok in (("+", can_add), ("-", can_sub)) if ok] or ["+"])
-            ops.append((sign, delta))
-            value = value + delta if sign == "+" else value - delta
-        return ops
-
-
-def _plain_row(task: PlantedGapTask, rng: random.Random) -> dict:
-    row = task._row(rng)
-    steps = row["solution"].split("\n\n")
-    leap = row["planted_gap"]
-    return {
-        **row,
-        "skill": "",
-        "quantity": -1,
-        "teach_step": -1,
-        "teach_text": "",
-        "leap_step": leap,
-        "leap_text": steps[leap - 1] if leap > 0 else "",
-    }
+    def _plain_row(self, rng: random.Random) -> dict:
+        row = self._row(rng)
+        steps = row["solution"].split("\n\n")
+        leap = row["planted_gap"]
+        return {
+            **row,
+            "skill": "",
+            "quantity": -1,
+            "teach_step": -1,
+            "teach_text": "",
+            "leap_step": leap,
+            "leap_text": steps[leap - 1] if leap > 0 else "",
+        }
 
 
 def states_quantity(text: str, skill: str) -> Optional[bool]:
@@ -180,3 +168,16 @@ def states_quantity(text: str, skill: str) -> Optional[bool]:
         return None
     teach = {**QUANTITIES, **PRACTICE_QUANTITIES}[skill][0]
     return any(line.strip() == teach for line in text.split("\n"))
+
+
+def states_number(text: str, quantity: int) -> bool:
+    """Does a solution open with a line that is not an operation and ends on the right quantity?
+
+    Looser than `states_quantity`: a trained student may write the quantity in a line whose words it
+    cannot spell (the words are rare byte-level tokens to it), e.g. "��en is 12." for a dozen.
+    """
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines or "=" in lines[0]:
+        return False
+    numbers = re.findall(r"\d+", lines[0])
+    return bool(numbers) and numbers[-1] == str(quantity)

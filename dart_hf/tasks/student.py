@@ -153,14 +153,6 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
     torch.manual_seed(recipe.seed)
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.01)
-
-    def lr_at(step: int) -> float:
-        if step < recipe.warmup_steps:
-            return (step + 1) / recipe.warmup_steps
-        progress = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     losses = train_steps(
         model,
         examples,
@@ -169,7 +161,7 @@ def train_student(recipe: StudentRecipe, out_dir: os.PathLike) -> dict:
         recipe.batch_size,
         pad_id,
         random.Random(recipe.seed),
-        scheduler=scheduler,
+        warmup_steps=recipe.warmup_steps,
         desc="train planted-gap student",
     )
     model.eval()
@@ -194,15 +186,24 @@ def train_steps(
     batch_size: int,
     pad_id: int,
     rng: random.Random,
-    scheduler=None,
+    warmup_steps: Optional[int] = None,
     desc: str = "train",
 ) -> list[float]:
     """`steps` optimizer steps on batches drawn with replacement from `(prompt ids, answer ids)` pairs.
 
-    The loss covers the answer tokens only; gradients are clipped to norm 1. Returns each step's loss.
-    Shared by the planted-gap and skill-transfer students so both are trained the same way.
+    The loss covers the answer tokens only; gradients are clipped to norm 1. With `warmup_steps` the
+    learning rate rises linearly over them and then follows a cosine to 0 at `steps`; without, it is
+    constant. Returns each step's loss. Shared by the planted-gap and skill-transfer students.
     """
     import torch
+
+    def lr_at(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = None if warmup_steps is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
 
     model.train()
     losses = []
