@@ -90,7 +90,8 @@ def main() -> None:
         print(f"| {p} | {c} |")
     gaps = collections.Counter(r["dart_gap_step"] for r in rows if r["dart_gap_step"] is not None)
     if gaps:
-        print("\ngap at step: " + ", ".join(f"{g}: {c}" for g, c in sorted(gaps.items())))
+        named = {-1: "none"}
+        print("\ngap at step: " + ", ".join(f"{named.get(g, g)}: {c}" for g, c in sorted(gaps.items())))
 
     endings: collections.Counter = collections.Counter()
     for r in rows:
