@@ -79,11 +79,14 @@ def main() -> None:
     distribution("f_1 (after the prompt)", [s[1] for s in f if len(s) > 1 and sampled(s[1])], n)
     distribution("f_T (after the whole solution)", [s[-1] for s in f if len(s) > 1 and sampled(s[-1])], n)
 
-    longest = max((len(s) for s in f), default=0)
-    print("\n| prefix t | problems sampled there | mean f_t |\n|---|---|---|")
-    for t in range(longest):
-        vals = [s[t] for s in f if t < len(s) and sampled(s[t])]
-        print(f"| {t} | {len(vals)} | {statistics.mean(vals):.3f} |" if vals else f"| {t} | 0 | - |")
+    # by number of steps T: prefix t means the same thing only among problems with the same T
+    print("\n| steps T | prefix t | problems sampled there | mean f_t |\n|---|---|---|---|")
+    for T in sorted({len(s) - 1 for s in f if s}):
+        same = [s for s in f if len(s) - 1 == T]
+        for t in range(T + 1):
+            vals = [s[t] for s in same if sampled(s[t])]
+            mean = f"{statistics.mean(vals):.3f}" if vals else "-"
+            print(f"| {T} ({len(same)} problems) | {t} | {len(vals)} | {mean} |")
     patterns = collections.Counter(profile(s) for s in f)
     print("\n| f-profile (f_0 .. f_T) | problems |\n|---|---|")
     for p, c in patterns.most_common(15):
