@@ -69,7 +69,7 @@ ROLLOUT_PHASES = (PHASE_SIM, PHASE_EXPLORE)
 #: reports and cards use for them: after its final `\boxed{}` answer, at the student's end-of-sequence
 #: token, or at the `max_new_tokens` cap.
 ROLLOUT_ENDING_MEANINGS: dict[str, str] = {
-    "answer": "stopped after a \\boxed{} answer",
+    "answer": "stopped after the answer (a \\boxed{} or a closed code block)",
     "stop": "ended at end-of-sequence",
     "length": "hit the max_new_tokens cap",
 }

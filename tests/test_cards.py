@@ -424,7 +424,10 @@ def test_dataset_card_shows_how_rollouts_ended(stats):
     assert "how the student's rollouts ended" not in dataset_card(stats).text  # no column, no line
     ok = {**stats, "rollout_endings": {"answer": 30, "stop": 6, "length": 4}, "token_cap_share": 0.1}
     text = dataset_card(ok).text
-    assert "- how the student's rollouts ended: 40 rollouts: 30 stopped after a \\boxed{} answer (75%), " in text
+    assert (
+        "- how the student's rollouts ended: 40 rollouts: 30 stopped after the answer (a \\boxed{} or a closed code block) (75%), "
+        in text
+    )
     assert "4 hit the max_new_tokens cap (10%)" in text and "raise max_new_tokens" not in text
     capped = {**stats, "rollout_endings": {"answer": 5, "stop": 0, "length": 5}, "token_cap_share": 0.5}
     assert "- **warning**: 50% of the student's rollouts hit the token cap" in dataset_card(capped).text
