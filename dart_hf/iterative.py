@@ -32,6 +32,8 @@ import datasets
 
 from .adapter import DartAdapter, is_usable
 from .config import DartConfig
+from .verifiers import Verifier
+from .verifiers.base import stop_rule_of
 
 #: `(model, tokenizer, usable adapted rows, round index from 0) -> (trained model, tokenizer)`
 TrainFn = Callable[[Any, Any, datasets.Dataset, int], tuple[Any, Any]]
@@ -53,12 +55,16 @@ class RoundResult:
 
 
 def adapt_all(
-    dataset: datasets.Dataset, backend: Any, config: DartConfig, desc: str = "DART"
+    dataset: datasets.Dataset,
+    backend: Any,
+    config: DartConfig,
+    desc: str = "DART",
+    verifier: Optional[Verifier] = None,
 ) -> tuple[datasets.Dataset, float]:
     """`dataset.map(DartAdapter)` over the whole set in one batch (no cache reuse), and its wall seconds."""
     start = time.perf_counter()
     adapted = dataset.map(
-        DartAdapter(backend, config, progress=False),
+        DartAdapter(backend, config, progress=False, verifier=verifier),
         batched=True,
         batch_size=max(len(dataset), 1),
         load_from_cache_file=False,
@@ -92,6 +98,7 @@ def iterative_dart(
     on_round: Optional[Callable[[RoundResult], None]] = None,
     first_round: int = 0,
     make_backend: Optional[Callable[[Any, Any], Any]] = None,
+    verifier: Optional[Verifier] = None,
 ) -> list[RoundResult]:
     """Run `rounds` rounds of adapt-then-train, each adapting `dataset` with the previous round's student.
 
@@ -106,13 +113,14 @@ def iterative_dart(
         first_round: index of the first round run here (its seed offset), to continue an earlier loop
             whose last trained student is `student`.
         make_backend: `(model, tokenizer) -> GenerationBackend` that samples from a round's student;
-            default: the in-process `TransformersBackend`.
+            default: the in-process `TransformersBackend`, stopping where `verifier` says.
+        verifier: the judge of every round's rollouts (default: `MathVerifier`).
     """
     if make_backend is None:
         from .backends.transformers import TransformersBackend
 
         def make_backend(model: Any, tok: Any) -> Any:
-            return TransformersBackend(model, tok, device=device)
+            return TransformersBackend(model, tok, device=device, stop_at_answer=stop_rule_of(verifier))
 
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -122,7 +130,9 @@ def iterative_dart(
         tokenizer = getattr(backend, "tokenizer", tokenizer)
         current = getattr(backend, "model", model)
         round_config = dataclasses.replace(config, seed=config.seed + index)
-        adapted, generation_seconds = adapt_all(dataset, backend, round_config, desc=f"DART round {index + 1}")
+        adapted, generation_seconds = adapt_all(
+            dataset, backend, round_config, desc=f"DART round {index + 1}", verifier=verifier
+        )
         rows = usable_rows(adapted)
         start = time.perf_counter()
         if len(rows):

@@ -6,8 +6,9 @@ import pytest
 from dart_hf import DartConfig
 from dart_hf.example import parse_example
 from dart_hf.iterative import iterative_dart
-from dart_hf.study.conditions import hint_fixed_set, hint_minimal_set
+from dart_hf.study.conditions import dart_set, hint_fixed_set, hint_minimal_set
 from dart_hf.verification import MathVerifier
+from dart_hf.verifiers import RewardFunctionVerifier
 
 from scripted import TEMPLATE, ScriptedBackend, expert
 
@@ -123,7 +124,7 @@ def test_iterative_seeds_each_round_apart_and_refuses_zero_rounds():
     import dart_hf.iterative as it
 
     real = it.DartAdapter
-    it.DartAdapter = lambda b, cfg, progress: (Recording(cfg), real(b, cfg, progress=progress))[1]
+    it.DartAdapter = lambda b, cfg, **kw: (Recording(cfg), real(b, cfg, **kw))[1]
     try:
         iterative_dart(
             "m", data, _config(seed=5), lambda m, t, r, i: (m, t), rounds=3, make_backend=lambda m, t: backend
@@ -133,3 +134,34 @@ def test_iterative_seeds_each_round_apart_and_refuses_zero_rounds():
     assert seeds == [5, 6, 7]
     with pytest.raises(ValueError, match="rounds"):
         iterative_dart("m", data, _config(), lambda *a: a[:2], rounds=0, make_backend=lambda m, t: backend)
+
+
+def _gap_at_step_2():
+    """A student that cannot follow expert step 2: under math-verify, DART explores every row."""
+    return ScriptedBackend(sim={0: [T, T, F, F], 1: [T, T, T, F], 2: [F] * 4, 3: [F] * 4, 4: [T] * 4})
+
+
+def test_dart_and_iterative_judge_with_the_verifier_they_are_given(monkeypatch):
+    """`dart-hf study --verifier X` must judge DART's and iterative DART's rollouts with X, not math-verify."""
+    data = datasets.Dataset.from_list([{"problem": f"problem {i}", "solution": SOLUTION} for i in range(3)])
+    accept_all = RewardFunctionVerifier(lambda prompts, completions, **kw: [1.0] * len(completions))
+    assert dart_set(data, _gap_at_step_2(), _config()).info["actions"] == {"explore": 3}
+    assert dart_set(data, _gap_at_step_2(), _config(), accept_all).info["actions"] == {"imitate": 3}
+
+    def train(model, tokenizer, rows, index):
+        return model, tokenizer
+
+    made = []  # the default backend of each round: built with the verifier's stop rule
+
+    def transformers_backend(model, tokenizer=None, **kwargs):
+        made.append(kwargs)
+        return _gap_at_step_2()
+
+    import dart_hf.backends.transformers as tb
+
+    monkeypatch.setattr(tb, "TransformersBackend", transformers_backend)
+    accept_all.stop_rule = rule = lambda prompt: None  # any callable is a stop rule to `stop_rule_of`
+    (judged,) = iterative_dart("m0", data, _config(), train, rounds=1, verifier=accept_all)
+    assert judged.actions == {"imitate": 3} and made[-1]["stop_at_answer"] is rule
+    (default,) = iterative_dart("m0", data, _config(), train, rounds=1)
+    assert default.actions == {"explore": 3} and made[-1]["stop_at_answer"] is True

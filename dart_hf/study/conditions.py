@@ -90,9 +90,11 @@ def static_set(examples: list[Optional[Example]]) -> TrainingSet:
     return TrainingSet("static", _to_dataset(rows))
 
 
-def dart_set(train: datasets.Dataset, backend: GenerationBackend, config: DartConfig) -> TrainingSet:
-    """`DartAdapter` over the training set; the rows it could use, with their provenance offsets."""
-    adapted, seconds = adapt_all(train, backend, config)
+def dart_set(
+    train: datasets.Dataset, backend: GenerationBackend, config: DartConfig, verifier: Optional[Verifier] = None
+) -> TrainingSet:
+    """`DartAdapter` over the training set, judged by `verifier`; the rows it could use, with their provenance offsets."""
+    adapted, seconds = adapt_all(train, backend, config, verifier=verifier)
     rows = [
         {"prompt": r["prompt"], "completion": r["completion"], "dart_student_start": r["dart_student_start"]}
         for r in adapted

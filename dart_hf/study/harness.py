@@ -85,7 +85,7 @@ def build_training_sets(
     budget = None
     wants_dart = {"dart", "iterative"} & set(config.conditions)
     if wants_dart or ("rft" in config.conditions and config.rft_samples is None):
-        sets["dart"] = dart_set(train, backend, dcfg)
+        sets["dart"] = dart_set(train, backend, dcfg, verifier)
         budget = sets["dart"].tokens_generated
     if "pass_rate" in config.conditions or "rft" in config.conditions:
         start = time.perf_counter()
@@ -161,6 +161,7 @@ def run_iterative(
     dart_trained: Optional[tuple[Any, Any, float]],
     config: StudyConfig,
     seed: int,
+    verifier: Any = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """DART in `config.iterative_rounds` rounds (`dart_hf.iterative`); round 1 is the `dart` condition.
 
@@ -197,6 +198,7 @@ def run_iterative(
             tokenizer=tokenizer,
             device="cpu" if config.use_cpu else None,
             first_round=1,
+            verifier=verifier,
         )
         for r in rounds:
             record["gen_tokens"] += r.tokens_generated
@@ -252,6 +254,7 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
 
     from ..backends.transformers import TransformersBackend
     from ..verifiers import make_verifier
+    from ..verifiers.base import stop_rule_of
 
     verifier = make_verifier(config.verifier)  # a bad spec is a usage error, before any work
     os.makedirs(config.output_dir, exist_ok=True)
@@ -264,7 +267,12 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
         student = skill_student() if config.task == "skill_transfer" else planted_student()
     train, evalset = load_task(config)
     device = "cpu" if config.use_cpu else None
-    base_backend = TransformersBackend(student, device=device)
+    stop = stop_rule_of(verifier)  # every condition samples and is evaluated with the verifier's stop rule
+
+    def backend(model: Any, tokenizer: Any = None) -> TransformersBackend:
+        return TransformersBackend(model, tokenizer, device=device, stop_at_answer=stop)
+
+    base_backend = backend(student)
     _ = base_backend.model  # load now, so no condition's generation time includes loading the weights
 
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in [BASE, *config.conditions]}
@@ -288,11 +296,11 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
                 "info": {k: v for k, v in tset.info.items() if k != "gap_steps"},
             }
             if condition == "iterative":
-                model, tokenizer, extra = run_iterative(student, train, sets["dart"], trained.get("dart"), config, seed)
-                record.update(extra)
-                record.update(
-                    _evaluate(TransformersBackend(model, tokenizer, device=device), evalset, config, seed, verifier)
+                model, tokenizer, extra = run_iterative(
+                    student, train, sets["dart"], trained.get("dart"), config, seed, verifier
                 )
+                record.update(extra)
+                record.update(_evaluate(backend(model, tokenizer), evalset, config, seed, verifier))
             elif len(tset.rows) == 0:  # nothing to train on: the condition leaves the student as it was
                 record.update(train_seconds=0.0, **ev)
             else:
@@ -300,7 +308,7 @@ def run_study(config: StudyConfig, *, progress: bool = True) -> dict[str, Any]:
                 trained[condition] = (model, tokenizer, seconds)
                 record.update(
                     train_seconds=seconds,
-                    **_evaluate(TransformersBackend(model, tokenizer, device=device), evalset, config, seed, verifier),
+                    **_evaluate(backend(model, tokenizer), evalset, config, seed, verifier),
                 )
             runs[condition].append(record)
             bar.update()
