@@ -19,14 +19,12 @@ import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from .skill_transfer import SkillTransferTask
-from .student import SHIPPED, chat_prompt, default_cache_dir, train_steps
+from .student import SHIPPED, chat_prompt, shipped_or_trained, train_steps
 
 #: Bump when training changes in a way the recipe fields do not capture.
 SKILL_STUDENT_VERSION = "2"
@@ -53,28 +51,8 @@ class SkillStudentRecipe:
 def skill_student(recipe: Optional[SkillStudentRecipe] = None, cache_dir: Optional[os.PathLike] = None) -> str:
     """Path of the skill student for `recipe`: the shipped one for the default recipe, else trained once and cached."""
     recipe = recipe or SkillStudentRecipe()
-    try:
-        shipped_key = json.loads((SHIPPED_SKILL / "student_recipe.json").read_text())["key"]
-    except (OSError, ValueError, KeyError):
-        shipped_key = None
-    if shipped_key == recipe.key() and (SHIPPED_SKILL / "config.json").is_file():
-        return str(SHIPPED_SKILL)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = root / f"skill-student-{recipe.key()}"
-    if (path / "config.json").is_file() and (path / "student_recipe.json").is_file():
-        return str(path)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=root))
-    try:
-        train_skill_student(recipe, tmp)
-        if path.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return str(path)
+    train = lambda out: train_skill_student(recipe, out)  # noqa: E731
+    return shipped_or_trained(SHIPPED_SKILL, "skill-student", recipe.key(), train, cache_dir)
 
 
 def train_skill_student(recipe: SkillStudentRecipe, out_dir: os.PathLike) -> dict:

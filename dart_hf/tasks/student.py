@@ -18,9 +18,10 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from tqdm.auto import tqdm
 
@@ -76,16 +77,29 @@ def planted_student(recipe: Optional[StudentRecipe] = None, cache_dir: Optional[
     Training takes a few minutes on 2 CPU cores and is deterministic for a given recipe.
     """
     recipe = recipe or StudentRecipe()
-    if _recipe_key(SHIPPED) == recipe.key() and (SHIPPED / "config.json").is_file():
-        return str(SHIPPED)
+    return shipped_or_trained(
+        SHIPPED, "planted-student", recipe.key(), lambda out: train_student(recipe, out), cache_dir
+    )
+
+
+def shipped_or_trained(
+    shipped: Path,
+    name: str,
+    key: str,
+    train: Callable[[Path], Any],
+    cache_dir: Optional[os.PathLike] = None,
+) -> str:
+    """The shipped checkpoint when its recipe key is `key`, else `train(folder)` once into the cache (atomically)."""
+    if _recipe_key(shipped) == key and (shipped / "config.json").is_file():
+        return str(shipped)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = root / f"planted-student-{recipe.key()}"
+    path = root / f"{name}-{key}"
     if (path / "config.json").is_file() and (path / "student_recipe.json").is_file():
         return str(path)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=root))
     try:
-        train_student(recipe, tmp)
+        train(tmp)
         if path.exists():  # another process finished first
             shutil.rmtree(tmp)
         else:
