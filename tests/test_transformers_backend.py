@@ -75,14 +75,12 @@ class ScriptedLogits:
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "llama"])
-def test_tiny_student_is_deterministic_and_fast(tmp_path, arch):
+def test_tiny_student_is_deterministic_and_tiny(tmp_path, arch):
     from transformers import AutoModelForCausalLM
 
     from dart_hf.local_models import build_tiny_student
 
-    start = time.perf_counter()
     a = build_tiny_student(tmp_path / "a", arch=arch, seed=3)
-    assert time.perf_counter() - start < 3
     b = build_tiny_student(tmp_path / "b", arch=arch, seed=3)
     c = build_tiny_student(tmp_path / "c", arch=arch, seed=4)
     files = sorted(os.listdir(a))

@@ -28,6 +28,7 @@ from .loading import (
     tokenizer_for_loaded,
 )
 from .planner import share_groups
+from .shared_prompt import supports
 from .prefill import Prefilled, prefill_growable, prefill_plain
 from .stream import DecodeStream, check_request
 
@@ -63,6 +64,13 @@ class TransformersBackend:
             about 2x faster on CPU (`benchmarks/prefill.py`). Results are the same up to float
             rounding (as with other batch shapes), hence in the fingerprint when off. Models whose
             cache is not made of plain `DynamicLayer`s ignore it.
+        shared_kv: while decoding, the samples of one prompt read its KV from one copy, and new
+            samples join without copying the running cache
+            ([`SharedPromptBatch`][dart_hf.backends.transformers.shared_prompt.SharedPromptBatch]:
+            attention over the prompt once per group, then over each sample's own tokens). Results
+            are the same up to float rounding, hence in the fingerprint when off. Models that do not
+            qualify (sliding windows, soft-capping, attention not through transformers' SDPA
+            interface) decode one KV row per sample.
 
     Attributes:
         fingerprint: cheap, stable identity (see `GenerationBackend`), computed without loading.
@@ -84,6 +92,7 @@ class TransformersBackend:
         stop_at_answer: Union[bool, StopRule] = True,
         prefill_tokens: int = 8192,
         share_prefix: bool = True,
+        shared_kv: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -92,6 +101,7 @@ class TransformersBackend:
         self.prefill_tokens = int(prefill_tokens)
         self.stop_at_answer = stop_at_answer if callable(stop_at_answer) else bool(stop_at_answer)
         self.share_prefix = bool(share_prefix)
+        self.shared_kv = bool(shared_kv)
         self.tokens_generated = 0
         self._device = torch.device(device) if device is not None else None
         self._device_given = device is not None
@@ -132,6 +142,8 @@ class TransformersBackend:
             extras.append(stop_label)
         if not self.share_prefix:
             extras.append("share_prefix=False")
+        if not self.shared_kv:
+            extras.append("shared_kv=False")
         self.fingerprint: str = "|".join([base, *extras])
 
     # ------------------------------------------------------------------ loading
@@ -284,6 +296,10 @@ class TransformersBackend:
         return call_model(model, self._forward_args, cache, last_only, **inputs)
 
     _select = staticmethod(select_tokens)
+
+    def _shares_kv(self) -> bool:
+        """Decode with one KV copy per prompt ([`SharedPromptBatch`][dart_hf.backends.transformers.shared_prompt.SharedPromptBatch])?"""
+        return self.shared_kv and self._plain_cache is not False and supports(self.model)
 
     def _prefill(
         self, model: Any, prompts: list[list[int]], expand: list[int], limit: int, device: torch.device

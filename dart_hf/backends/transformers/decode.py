@@ -249,7 +249,7 @@ class DecodeBatch:
             return []
         if self._tokens is not None:
             self._advance()
-        assert self._logits is not None and self._mask is not None
+        assert self._logits is not None
         rows = [i for i, s in enumerate(self._rows) if s is not None]
         all_rows = len(rows) == len(self._rows)
         logits = self._logits if all_rows else self._logits.index_select(0, torch.tensor(rows, device=self.device))
@@ -279,9 +279,13 @@ class DecodeBatch:
             fed[torch.tensor(rows, device=self.device)] = tokens
         self._tokens, self._logits = fed, None
         if finished:
-            self.live = [s for s in self._rows if s is not None]
-            if not self.live:
-                self._rows, self._cache, self._mask, self._tokens = [], None, None, None
-            elif 4 * (len(self._rows) - len(self.live)) >= len(self._rows):
-                self._compact()
+            self._retire()
         return finished
+
+    def _retire(self) -> None:
+        """Rows of finished samples leave: the batch empties, or is compacted once a quarter of its rows are done."""
+        self.live = [s for s in self._rows if s is not None]
+        if not self.live:
+            self._rows, self._cache, self._mask, self._tokens = [], None, None, None
+        elif 4 * (len(self._rows) - len(self.live)) >= len(self._rows):
+            self._compact()

@@ -1,7 +1,8 @@
 """`TransformersBackend.stream()`: requests join the running decode batch as its rows free up.
 
-A [`DecodeBatch`][dart_hf.backends.transformers.decode.DecodeBatch] decodes up to `batch_size`
-samples; whenever enough of them have finished, samples still waiting are prefilled into the free
+A [`DecodeBatch`][dart_hf.backends.transformers.decode.DecodeBatch] (a
+[`SharedPromptBatch`][dart_hf.backends.transformers.shared_prompt.SharedPromptBatch] when the model
+qualifies and `shared_kv` is on) decodes up to `batch_size` samples; whenever enough of them have finished, samples still waiting are prefilled into the free
 rows between two steps. So a caller that submits a row's next requests as soon as its last ones come
 back (the adapter does) keeps the batch full, instead of decoding ever smaller rounds. `collect`
 decodes until at least one request has all its samples and returns every request that is done.
@@ -19,6 +20,7 @@ import torch
 from ...errors import RunError
 from ..base import Completion, GenerationRequest, Outcome, sample_seed
 from .decode import DecodeBatch, Sample
+from .shared_prompt import SharedPromptBatch
 
 if TYPE_CHECKING:
     from .backend import TransformersBackend
@@ -136,7 +138,8 @@ class DecodeStream:
     def _ensure_batch(self) -> DecodeBatch:
         if self._batch is None:
             b = self.backend
-            self._batch = DecodeBatch(
+            kind = SharedPromptBatch if b._shares_kv() else DecodeBatch
+            self._batch = kind(
                 b.model,
                 stop_at_answer=b.stop_at_answer,
                 eos_ids=b._eos_token_ids(),
