@@ -32,7 +32,9 @@ def requests_for(tokenizer) -> list[GenerationRequest]:
         for i, p in enumerate(prompts)
     ]
     # a top-up of the first prompt (the adaptive searches' case) and a greedy one
-    reqs.append(GenerationRequest(prompts[0], n=2, seed=0, first_sample=3, temperature=0.8, top_p=0.95, max_new_tokens=12))
+    reqs.append(
+        GenerationRequest(prompts[0], n=2, seed=0, first_sample=3, temperature=0.8, top_p=0.95, max_new_tokens=12)
+    )
     reqs.append(GenerationRequest(prompts[3], n=1, seed=9, temperature=0, max_new_tokens=20))
     return reqs
 
@@ -47,7 +49,9 @@ def test_shared_kv_gives_the_per_sample_decodes_completions(student):
         assert shared._shares_kv()
         got = shared.generate(reqs)
         for a, b in zip(expected, got):
-            assert [(c.text, c.num_tokens, c.finish_reason) for c in a] == [(c.text, c.num_tokens, c.finish_reason) for c in b]
+            assert [(c.text, c.num_tokens, c.finish_reason) for c in a] == [
+                (c.text, c.num_tokens, c.finish_reason) for c in b
+            ]
             assert [c.logprob for c in a] == pytest.approx([c.logprob for c in b], abs=1e-5)
 
 

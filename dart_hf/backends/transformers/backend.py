@@ -28,8 +28,8 @@ from .loading import (
     tokenizer_for_loaded,
 )
 from .planner import share_groups
-from .shared_prompt import supports
 from .prefill import Prefilled, prefill_growable, prefill_plain
+from .shared_prompt import supports
 from .stream import DecodeStream, check_request
 
 

@@ -34,7 +34,9 @@ _NO_SCORE = -1e30  # "no prompt" for a free row: exp() of it against any real sc
 _registered = False
 
 
-def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, **kwargs: Any):
+def _attention(
+    module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any, **kwargs: Any
+):
     shared: Optional[SharedKV] = kwargs.pop("shared_prompt", None)
     if shared is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -207,7 +209,11 @@ class SharedKV:
         o1, m1, l1 = _partial(qg, pk[:groups, :, : self._pwidth], pv[:groups, :, : self._pwidth], scale, self._pbias)
 
         def to_rows(t: torch.Tensor, fill: float) -> torch.Tensor:
-            t = t.view(groups, kv_heads, per_group, rep, -1).transpose(1, 2).reshape(groups * per_group, kv_heads, rep, -1)
+            t = (
+                t.view(groups, kv_heads, per_group, rep, -1)
+                .transpose(1, 2)
+                .reshape(groups * per_group, kv_heads, rep, -1)
+            )
             t = torch.cat([t, t.new_full((1, *t.shape[1:]), fill)])
             return t.index_select(0, self._scatter)  # type: ignore[arg-type]
 
