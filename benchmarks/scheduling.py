@@ -231,7 +231,6 @@ def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list
     from dart_hf.backends.transformers.decode import DecodeBatch
     from dart_hf.tasks.student import planted_student
 
-    backend = TransformersBackend(planted_student(), device="cpu", batch_size=args.batch_size)
     steps: list[tuple[int, float]] = []  # (live rows, seconds) of every decode step
     step = DecodeBatch.step
 
@@ -251,15 +250,21 @@ def run_in_process(args: argparse.Namespace, problems: datasets.Dataset) -> list
 
     DecodeBatch.step = counted  # type: ignore[method-assign]
     try:
-        return measure(
-            "in-process",
-            problems,
-            {"rounds": GenerateOnly(backend), "stream": backend},
-            args,
-            occupancy=occupancy,
-            reset=steps.clear,
-            slots=args.batch_size,
-        )
+        rows = []
+        for kv in args.kv:
+            backend = TransformersBackend(
+                planted_student(), device="cpu", batch_size=args.batch_size, shared_kv=kv == "shared"
+            )
+            rows += measure(
+                f"in-process, {kv} KV",
+                problems,
+                {"rounds": GenerateOnly(backend), "stream": backend},
+                args,
+                occupancy=occupancy,
+                reset=steps.clear,
+                slots=args.batch_size,
+            )
+        return rows
     finally:
         DecodeBatch.step = step  # type: ignore[method-assign]
 
@@ -347,6 +352,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     parser.add_argument("--batch_size", type=int, default=64, help="TransformersBackend.batch_size")
     parser.add_argument("--max_new_tokens", type=int, default=96)
+    parser.add_argument(
+        "--kv",
+        nargs="+",
+        default=["shared"],
+        choices=["shared", "per-sample"],
+        help="in-process KV layout: one copy per prompt (`shared_kv=True`, the default) and/or one per sample",
+    )
     parser.add_argument(
         "--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES, help="the first is the rows' reference"
     )

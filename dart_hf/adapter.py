@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from tqdm.auto import tqdm
 
@@ -40,6 +40,8 @@ from .selection import select_continuation
 from .simulation import Rollout, SampleJob, check_prompt_length, job_request, judge_outputs, success_rates
 from .verifiers import MathVerifier, Verifier, as_verifier, verifier_fingerprint
 from .verifiers.base import stop_rule_of
+
+_Judged = Union[list[Union[list[Rollout], BaseException]], BaseException]  # a row's judged round, or why it failed
 
 logger = logging.getLogger(__name__)
 
@@ -193,8 +195,8 @@ class DartAdapter:
                     task.waiting -= 1
                     if task.waiting == 0:
                         back.append(task)
-                for task in back:
-                    self._advance(task)
+                for task, got in zip(back, self._judge(back)):
+                    self._advance(task, got)
                     if task.out is None:
                         submit(task)
                     else:
@@ -223,11 +225,47 @@ class DartAdapter:
             self._fail(task, err)
         task.seconds += time.perf_counter() - began
 
-    def _advance(self, task: _Task) -> None:
-        """Judge the row's round that came back and send it to its plan, which yields the next round or the row."""
+    def _judge(self, back: list[_Task]) -> list[_Judged]:
+        """Judge the rounds of every row that came back together, in one verifier call (a fast server
+        returns many rows at a time, and each call to a verifier's worker costs a round trip).
+
+        If that call raises, each row is judged on its own, so the error stays with the row that caused it.
+        """
+        if len(back) < 2:
+            return [self._judge_round(task) for task in back]
+        began = time.perf_counter()
+        work = [(task.example, job) for task in back for job in task.pending]
+        try:
+            judged = judge_outputs(work, [g for task in back for g in task.got], self.verifier, self.config)
+        except RunError:
+            raise
+        except Exception:
+            return [self._judge_round(task) for task in back]
+        share = (time.perf_counter() - began) / len(back)
+        rounds, at = [], 0
+        for task in back:
+            task.seconds += share
+            rounds.append(judged[at : at + len(task.pending)])
+            at += len(task.pending)
+        return rounds
+
+    def _judge_round(self, task: _Task) -> _Judged:
         began = time.perf_counter()
         try:
-            got = judge_outputs([(task.example, job) for job in task.pending], task.got, self.verifier, self.config)
+            return judge_outputs([(task.example, job) for job in task.pending], task.got, self.verifier, self.config)
+        except RunError:
+            raise
+        except Exception as err:
+            return err
+        finally:
+            task.seconds += time.perf_counter() - began
+
+    def _advance(self, task: _Task, got: _Judged) -> None:
+        """Send the row's judged round to its plan, which yields the next round or the row."""
+        began = time.perf_counter()
+        try:
+            if isinstance(got, BaseException):
+                raise got
             failed = [g for g in got if isinstance(g, BaseException)]
             if failed:
                 raise failed[0]

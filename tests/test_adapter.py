@@ -394,3 +394,26 @@ def test_a_custom_verifier_that_always_times_out_makes_error_rows():
     assert out["dart_action"] == "error"
     assert out["dart_error"] == "every comparison by Slow timed out (15 of 15)"  # every rollout with an answer
     assert out["dart_verify_timeouts"] == 15
+
+
+def test_rows_that_come_back_together_are_judged_in_one_call_and_an_error_stays_with_its_row():
+    class Counting(ExactMatch):
+        calls: list[int] = []
+
+        def judge_many(self, pairs):
+            if any(gold == "99" for gold, _ in pairs):
+                raise ValueError("cannot judge 99")
+            self.calls.append(len(pairs))
+            return super().judge_many(pairs)
+
+    rows = [{"problem": f"What is {k}*1?", "solution": expert(3), "answer": "42"} for k in range(4)]
+    counting = Counting()
+    adapter = DartAdapter(ScriptedBackend(sim=SIM), DartConfig(prompt_template=TEMPLATE), verifier=counting)
+    out = adapter.adapt_rows(rows)
+    assert [r["dart_action"] for r in out] == ["explore"] * 4
+    # the grid's round of all four rows comes back in one `generate` call: one verifier call for it
+    assert counting.calls[0] == 4 * 4 * 4
+    counting.calls.clear()
+    out = adapter.adapt_rows([*rows[:2], dict(rows[2], answer="99"), rows[3]])
+    assert [r["dart_action"] for r in out] == ["explore", "explore", "error", "explore"]
+    assert out[2]["dart_error"] == "ValueError: cannot judge 99"
