@@ -140,15 +140,15 @@ class SharedKV:
         self.plen = _grow(self.plen, (groups,), mask.new_zeros((), dtype=torch.long))
         self.plen[index] = mask.sum(-1).to(torch.long)
 
-    def reserve_rows(self, rows: int, tokens: int, like: torch.Tensor) -> None:
-        """Room for `rows` row slots of `tokens` generated tokens each (`like`: a prompt key tensor's dtype and device)."""
+    def reserve_rows(self, rows: int, tokens: int) -> None:
+        """Room for `rows` row slots of `tokens` generated tokens each (after the first prompts are written)."""
         for li in range(self.n_layers):
             pk = self.pk[li]
             assert pk is not None
             shape = (rows, pk.shape[1], tokens, pk.shape[3])
             self.sk[li] = _grow(self.sk[li], shape, pk)
             self.sv[li] = _grow(self.sv[li], shape, pk)
-        self.slen = _grow(self.slen, (rows,), like.new_zeros((), dtype=torch.long))
+        self.slen = _grow(self.slen, (rows,), pk.new_zeros((), dtype=torch.long))
 
     def arrange(self, group_of: list[int]) -> torch.Tensor:
         """Lay out one forward over row slots `0..len(group_of)-1` (-1: a free slot); return their position ids."""
@@ -251,7 +251,7 @@ class SharedPromptBatch(DecodeBatch):
         self._group_prompt: dict[int, str] = {}
         self._group_by_prompt: dict[str, int] = {}
         self._group_logits: Optional[torch.Tensor] = None  # each live group's next-token logits after its prompt
-        self._row_tokens = 0  # generated-token room of every row slot
+        self._row_tokens = 0  # generated-token room of every row slot (grows as rows generate, as budgets allow)
 
     @property
     def can_admit(self) -> bool:
@@ -275,11 +275,10 @@ class SharedPromptBatch(DecodeBatch):
                 new_prompts.setdefault(sample.prompt, sample.prompt_ids)
         if new_prompts:
             self._prefill_groups(new_prompts, max(s.budget for s in joining))
-        budget = max(s.budget for s in joining)
         slots = self._free_slots(len(joining))
-        if budget > self._row_tokens or max(slots) >= len(self._group_of):
-            self._row_tokens = max(self._row_tokens, budget)
-            self._kv.reserve_rows(max(len(self._group_of), max(slots) + 1), self._row_tokens, self._group_logits)  # type: ignore[arg-type]
+        if max(slots) >= len(self._group_of) or not self._row_tokens:
+            self._row_tokens = max(self._row_tokens, min(64, max(s.budget for s in joining)))
+            self._kv.reserve_rows(max(len(self._group_of), max(slots) + 1), self._row_tokens)
         assert self._kv.slen is not None and self._group_logits is not None
         extra = max(slots) + 1 - len(self._rows)
         if extra > 0:
@@ -329,6 +328,12 @@ class SharedPromptBatch(DecodeBatch):
     def _advance(self) -> None:
         assert self._tokens is not None
         kv = self._kv
+        live = [r for r, sample in enumerate(self._rows) if sample is not None]
+        need = int(kv.slen[live].max()) + 1  # type: ignore[index]
+        if need > self._row_tokens:  # room for this token, then geometric growth up to the longest budget left
+            budget = max(s.budget for s in self.live)
+            self._row_tokens = max(need, min(budget, self._row_tokens * 3 // 2 + 64))
+            kv.reserve_rows(len(self._rows), self._row_tokens)
         position_ids = kv.arrange(self._group_of)
         with attention_of(self.model):
             out = self.model(
@@ -339,7 +344,7 @@ class SharedPromptBatch(DecodeBatch):
                 shared_prompt=kv,
             )
         self._logits = out.logits[:, -1, :].float()
-        kv.advance([r for r, sample in enumerate(self._rows) if sample is not None])
+        kv.advance(live)
         self._tokens = None
 
     def _retire(self) -> None:
