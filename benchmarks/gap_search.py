@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Optional
@@ -172,7 +173,33 @@ def replay(args: argparse.Namespace) -> list[dict]:
         results.append(row)
         print(line(row, len(planted)), flush=True)
     mark_target(results)
+    results[0]["scan_floor"] = floor = scan_floor(grids, results[0]["gaps"])
+    print(
+        f"\nfloor of a forward scan with 1-rollout probes that reports the grid's gap: {floor['total']:.2f} of the "
+        f"grid's tokens (probes {floor['probes']:.2f}, exploration's top-up of the pre-gap prefix {floor['top_up']:.2f}, "
+        f"second rollout at the gap {floor['confirm']:.2f})"
+    )
     return results
+
+
+def scan_floor(grids: list[dict], gaps: list[int]) -> dict[str, float]:
+    """Tokens any forward scan probing 1 rollout per prefix must draw to report the grid's gap, as a share of the grid's.
+
+    It reads the grid's gap (no strategy can): one rollout at each prefix 1..gap (1..T without a gap), the
+    n_sim rollouts the adapter draws at the pre-gap prefix before exploring, and a second rollout at the gap
+    (`drop` 0.5 at n_sim 4 needs two failures there). Prefix 0 is never counted.
+    """
+    parts = dict(probes=0, top_up=0, confirm=0)
+    full = 0
+    for grid, gap in zip(grids, gaps):
+        last = len(grid) - 1 if gap < 0 else gap
+        parts["probes"] += sum(grid[t][0][1] for t in range(1, last + 1))
+        if gap > 0:
+            parts["top_up"] += sum(tok for _, tok in grid[gap - 1])
+            parts["confirm"] += grid[gap][1][1]
+        full += sum(tok for samples in grid.values() for _, tok in samples)
+    shares = {key: value / full for key, value in parts.items()}
+    return {**shares, "total": sum(shares.values())}
 
 
 def _replay_row(plan, grid: dict) -> tuple[dict[int, int], object]:
@@ -330,7 +357,7 @@ def plot(results: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), sharex=True)
     grid = results[0]
     p_low, p_high = wilson_interval(grid["hits"], grid["n_detected"])
     for ax, (key, title) in zip(axes, [("agreement", "gap agrees with the grid"), ("precision", "precision")]):
@@ -360,10 +387,14 @@ def plot(results: list[dict], path: str) -> None:
         ax.set_xlabel("generated tokens / grid's")
         ax.set_title(title)
         ax.set_xlim(0, 1.1)
-        ax.legend(fontsize=7, loc="best")
     task = "skill-transfer" if results[0].get("task") == "skill_transfer" else "planted-gap"
     fig.suptitle(f"Gap search strategies on {len(grid['gaps'])} {task} problems (n_sim 4, one run)")
-    fig.tight_layout()
+    labels = {}  # one legend for both panels, below them
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    fig.legend(labels.values(), labels.keys(), loc="lower center", ncol=4, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.01 + 0.03 * math.ceil(len(labels) / 4), 1, 1))
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -412,10 +443,18 @@ def main(argv=None) -> int:
     plot(results, args.plot)
     print(f"wrote {args.out} and {args.plot}")
 
-    from sampling_cost import profile_table  # benchmarks/ is on sys.path when this file runs as a script
+    from sampling_cost import APPROXIMATE, SWITCHES, profile_table  # benchmarks/ is on sys.path as a script
 
     print(f"\nSynthetic profiles (n_sim 4, drop 0.5, {args.trials} outcome grids each): rollouts / grid (agreement)\n")
     print("\n".join(profile_table(4, args.trials, args.seed)))
+    columns = {"certified": SWITCHES["(a)+(b) = certified"], **APPROXIMATE}
+    if args.variants:
+        columns.update(VARIANTS)
+    print(
+        "\nThe same profiles, tokens: a rollout after prefix t weighs T + 1 - t, and the adapter's top-up of the "
+        "pre-gap prefix is counted: tokens / grid (agreement)\n"
+    )
+    print("\n".join(profile_table(4, args.trials, args.seed, columns, cost="tokens", top_up=True)))
     return 0
 
 

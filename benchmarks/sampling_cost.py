@@ -56,16 +56,17 @@ APPROXIMATE = {
 
 
 def drawn(
-    grid: list[list[bool]], config: DartConfig, cost: str = "rollouts", top_up: bool = False
+    grid: list[list[bool]], config: DartConfig, cost: str = "rollouts", top_up: bool = False, plan=simulate
 ) -> tuple[float, object]:
     """What the planner draws on one outcome grid, and its gap.
 
     cost "rollouts" counts rollouts; "tokens" weighs a rollout after prefix t by T + 1 - t, the expert
     steps it still has to write (continuations shorten about linearly with t on the planted-gap task:
     29, 22, 15, 8, 1 tokens after prefixes 0..4 of 4-step solutions). `top_up` adds what the adapter
-    draws after the search: the prefix before a gap is topped up to n_sim before exploring.
+    draws after the search: the prefix before a gap is topped up to n_sim before exploring. `plan`:
+    `simulate`, or another planner with its signature (the unshipped ideas of `benchmarks/gap_search.py`).
     """
-    plan = simulate(len(grid) - 1, config)
+    plan = plan(len(grid) - 1, config)
     jobs = next(plan)
     try:
         while True:
@@ -105,15 +106,17 @@ def profile_table(
         gaps = [find_gap([sum(row) / n_sim for row in g], "drop", 0.5) for g in grids]
         cells = []
         for switches in columns.values():
-            config = DartConfig(n_sim=n_sim, **switches)
+            # a column is DartConfig overrides, or a planner (an unshipped idea: approximate)
+            plan = switches if callable(switches) else simulate
+            config = DartConfig(n_sim=n_sim, **({} if callable(switches) else switches))
+            exact = plan is simulate and config.gap_search not in APPROXIMATE_SEARCHES
             total = agree = 0
             for grid, gap in zip(grids, gaps):
-                count, found = drawn(grid, config, cost, top_up)
-                if config.gap_search not in APPROXIMATE_SEARCHES:
+                count, found = drawn(grid, config, cost, top_up, plan)
+                if exact:
                     assert found == gap, (grid, found, gap)
                 agree += found == gap
                 total += count
-            exact = config.gap_search not in APPROXIMATE_SEARCHES
             cells.append(f"{total / full:.2f}" + ("" if exact else f" ({agree / trials:.0%})"))
         lines.append(f"| {name} | {sum(g is not None for g in gaps) / trials:.0%} | " + " | ".join(cells) + " |")
     return lines
