@@ -2,16 +2,19 @@
 
     python benchmarks/gap_search.py                      # 100 planted-gap problems + synthetic profiles
     python benchmarks/gap_search.py --n 40 --trials 300  # quicker
+    python benchmarks/gap_search.py --task skill_transfer --replay --variants
 
-Every strategy adapts the same planted-gap problems (`dart_hf.tasks.PlantedGapTask`) with the same
-shipped student and seed, in one run, so each row's samples come from the same seeded streams: a
-strategy's gap compares with the grid's row by row. For each strategy it reports generated tokens and
-wall time as a share of the grid's, the share of rows whose gap agrees with the grid's (and, for the
-rows that disagree, who was right against the planted truth), precision / recall / position error
-against the planted gap with Wilson intervals, and false positives on control problems. Then the
-same strategies on synthetic success-rate profiles (`benchmarks/sampling_cost.py`). Prints Markdown
-tables, writes the raw numbers to --out and a plot of token share against agreement and precision to
---plot.
+Every strategy adapts the same problems of the --task (`dart_hf.tasks.PlantedGapTask`, or
+`SkillTransferTask` with its shipped skill student) with the same shipped student and seed, in one run,
+so each row's samples come from the same seeded streams: a strategy's gap compares with the grid's row
+by row. For each strategy it reports generated tokens and wall time as a share of the grid's, the share
+of rows whose gap agrees with the grid's (and, for the rows that disagree, who was right against the
+planted truth), precision / recall / position error against the planted gap with Wilson intervals, and
+false positives on control problems (rows without a planted gap). `--replay` generates the grid once and
+replays every strategy on its rollouts (no wall time), with the floor of a forward scan; `--variants`
+adds unshipped ideas to the replay (`VARIANTS`). Then the same strategies on synthetic success-rate
+profiles (`benchmarks/sampling_cost.py`), in rollouts and in tokens. Prints Markdown tables, writes the
+raw numbers to --out and a plot of token share against agreement and precision to --plot.
 """
 
 from __future__ import annotations
