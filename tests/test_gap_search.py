@@ -243,3 +243,60 @@ def test_fingerprint_keeps_legacy_configs_and_tells_strategies_apart():
     assert _config_fingerprint(DartConfig(gap_search="grid", n_sim=4, gap_search_probe=3)) == _config_fingerprint(
         DartConfig(gap_search="grid", n_sim=4)
     )
+
+
+@pytest.fixture(scope="module")
+def benchmarks():
+    """`benchmarks/gap_search.py` and `benchmarks/sampling_cost.py`, imported as the scripts import each other."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    folder = str(Path(__file__).resolve().parent.parent / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module("gap_search"), importlib.import_module("sampling_cost")
+    finally:
+        sys.path.remove(folder)
+
+
+def test_replayed_variants_only_report_grid_gap_pairs(benchmarks):
+    """The unshipped ideas the benchmark publishes confirm a candidate exactly: a gap they report is a grid gap pair."""
+    bench, _ = benchmarks
+    rng = random.Random(0)
+    config = DartConfig()
+    for _ in range(1500):
+        f = [rng.random() for _ in range(rng.randint(2, 9))]
+        grid = [[rng.random() < p for _ in range(4)] for p in f]
+        expected = grid_gap(grid, config)
+        outcomes = {t: [(ok, 10 * (len(grid) - t)) for ok in row] for t, row in enumerate(grid)}
+        for label, plan in bench.VARIANTS.items():
+            drawn, found = bench._replay_row(plan(len(grid) - 1, config), outcomes)
+            assert sum(drawn.values()) <= 4 * len(grid), label
+            if found is not None:
+                assert expected is not None and found >= expected and is_grid_drop(grid, found, config), label
+
+
+def test_scan_floor_and_token_weighted_profiles(benchmarks):
+    bench, sampling_cost = benchmarks
+    # prefix t's rollouts cost 10 * (4 - t) tokens; the grid's gap is at step 2
+    grid = {t: [(ok, 10 * (4 - t)) for ok in row] for t, row in enumerate([[T] * 4, [T] * 4, [F] * 4, [T] * 4])}
+    floor = bench.scan_floor([grid, grid], [2, -1])
+    full = 2 * 4 * (40 + 30 + 20 + 10)
+    # gap row: probes at 1, 2; the top-up at 1; a second rollout at 2. Gap-free row: probes at 1..3
+    assert floor["probes"] == pytest.approx((30 + 20 + 30 + 20 + 10) / full)
+    assert floor["top_up"] == pytest.approx(4 * 30 / full)
+    assert floor["confirm"] == pytest.approx(20 / full)
+    assert floor["total"] == pytest.approx(sum(floor[k] for k in ("probes", "top_up", "confirm")))
+    # sampling_cost: a rollout after prefix t weighs T + 1 - t (4, 3, 2, 1 here); the top-up is the adapter's
+    outcomes = [[T] * 4, [T] * 4, [F] * 4, [T] * 4]
+    # sequential: 1 rollout at 0, 3 at 1 and 3 at 2 (alternating until 0.75 - 0.25 >= 0.5); the top-up adds 1 at 1
+    sequential = DartConfig(gap_search="sequential")
+    assert sampling_cost.drawn(outcomes, sequential) == (7, 2)
+    assert sampling_cost.drawn(outcomes, sequential, "rollouts", top_up=True) == (8, 2)
+    assert sampling_cost.drawn(outcomes, sequential, "tokens") == (1 * 4 + 3 * 3 + 3 * 2, 2)
+    assert sampling_cost.drawn(outcomes, sequential, "tokens", top_up=True) == (1 * 4 + 4 * 3 + 3 * 2, 2)
+    # scan: nothing at 0; prefix 1 drawn to 4 first (what the top-up draws anyway), then 2 at prefix 2
+    scan = DartConfig(gap_search="scan")
+    assert sampling_cost.drawn(outcomes, scan) == sampling_cost.drawn(outcomes, scan, top_up=True) == (6, 2)
+    assert sampling_cost.drawn(outcomes, scan, "tokens", top_up=True) == (4 * 3 + 2 * 2, 2)
