@@ -41,8 +41,9 @@ class DartConfig:
         default=None,
         metadata={
             "help": "'grid' (every prefix, n_sim rollouts each), 'certified' (the grid's gap from fewer rollouts: "
-            "early stop + adaptive sampling), or the approximate 'sequential' / 'bisect' / 'scan' (see dart_hf.gap_search). "
-            "None: 'certified' if early_stop or adaptive_sampling is set (with only that saving), else 'grid'."
+            "early stop + adaptive sampling), or the approximate 'sequential' / 'bisect' / 'scan' (see "
+            "dart_hf.gap_search). None: 'certified' if early_stop or adaptive_sampling is set (with only that "
+            "saving), else 'grid'."
         },
     )
     gap_search_probe: int = field(
