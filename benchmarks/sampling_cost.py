@@ -6,7 +6,7 @@ The real planner (`dart_hf.simulation.simulate`) runs against outcome grids draw
 profiles f_0..f_T (each rollout correct with probability f_t), so the table shows how the savings
 depend on where, and whether, a student has a gap. Generated tokens scale with rollouts when
 rollouts have similar lengths. The exact strategies always find the full grid's gap (asserted); the
-approximate ones (`gap_search="sequential"` / `"bisect"`) show the share of grids where they agree.
+approximate ones (`gap_search="sequential"` / `"bisect"` / `"scan"`) show the share of grids where they agree.
 """
 
 from __future__ import annotations
@@ -50,11 +50,23 @@ APPROXIMATE = {
     "sequential, probe 2": dict(gap_search="sequential", gap_search_probe=2),
     "bisect": dict(gap_search="bisect"),
     "bisect, probe 2": dict(gap_search="bisect", gap_search_probe=2),
+    "scan": dict(gap_search="scan"),
+    "scan, probe 2": dict(gap_search="scan", gap_search_probe=2),
 }
 
 
-def drawn(grid: list[list[bool]], config: DartConfig) -> tuple[int, object]:
-    plan = simulate(len(grid) - 1, config)
+def drawn(
+    grid: list[list[bool]], config: DartConfig, cost: str = "rollouts", top_up: bool = False, plan=simulate
+) -> tuple[float, object]:
+    """What the planner draws on one outcome grid, and its gap.
+
+    cost "rollouts" counts rollouts; "tokens" weighs a rollout after prefix t by T + 1 - t, the expert
+    steps it still has to write (continuations shorten about linearly with t on the planted-gap task:
+    29, 22, 15, 8, 1 tokens after prefixes 0..4 of 4-step solutions). `top_up` adds what the adapter
+    draws after the search: the prefix before a gap is topped up to n_sim before exploring. `plan`:
+    `simulate`, or another planner with its signature (the unshipped ideas of `benchmarks/gap_search.py`).
+    """
+    plan = plan(len(grid) - 1, config)
     jobs = next(plan)
     try:
         while True:
@@ -63,11 +75,25 @@ def drawn(grid: list[list[bool]], config: DartConfig) -> tuple[int, object]:
             )
     except StopIteration as stop:
         sim, gap = stop.value
-    return sum(len(r) for r in sim.values()), gap
+    counts = {t: len(r) for t, r in sim.items()}
+    if top_up and gap is not None:
+        counts[gap - 1] = max(counts[gap - 1], config.n_sim)
+    return sum(n * _weight(t, len(grid), cost) for t, n in counts.items()), gap
 
 
-def profile_table(n_sim: int = 4, trials: int = 2000, seed: int = 0, columns: dict = None) -> list[str]:
-    """Markdown rows: rollouts drawn / full grid per strategy; approximate cells add their agreement with the grid."""
+def _weight(t: int, n_prefixes: int, cost: str) -> int:
+    return 1 if cost == "rollouts" else n_prefixes - t
+
+
+def profile_table(
+    n_sim: int = 4,
+    trials: int = 2000,
+    seed: int = 0,
+    columns: dict = None,
+    cost: str = "rollouts",
+    top_up: bool = False,
+) -> list[str]:
+    """Markdown rows: cost drawn / full grid's per strategy (`drawn`); approximate cells add their agreement with the grid."""
     columns = {**SWITCHES, **APPROXIMATE} if columns is None else columns
     rng = random.Random(seed)
     lines = [
@@ -76,19 +102,21 @@ def profile_table(n_sim: int = 4, trials: int = 2000, seed: int = 0, columns: di
     ]
     for name, profile in PROFILES.items():
         grids = [[[rng.random() < f for _ in range(n_sim)] for f in profile] for _ in range(trials)]
-        full = len(profile) * n_sim * trials
+        full = n_sim * trials * sum(_weight(t, len(profile), cost) for t in range(len(profile)))
         gaps = [find_gap([sum(row) / n_sim for row in g], "drop", 0.5) for g in grids]
         cells = []
         for switches in columns.values():
-            config = DartConfig(n_sim=n_sim, **switches)
+            # a column is DartConfig overrides, or a planner (an unshipped idea: approximate)
+            plan = switches if callable(switches) else simulate
+            config = DartConfig(n_sim=n_sim, **({} if callable(switches) else switches))
+            exact = plan is simulate and config.gap_search not in APPROXIMATE_SEARCHES
             total = agree = 0
             for grid, gap in zip(grids, gaps):
-                count, found = drawn(grid, config)
-                if config.gap_search not in APPROXIMATE_SEARCHES:
+                count, found = drawn(grid, config, cost, top_up, plan)
+                if exact:
                     assert found == gap, (grid, found, gap)
                 agree += found == gap
                 total += count
-            exact = config.gap_search not in APPROXIMATE_SEARCHES
             cells.append(f"{total / full:.2f}" + ("" if exact else f" ({agree / trials:.0%})"))
         lines.append(f"| {name} | {sum(g is not None for g in gaps) / trials:.0%} | " + " | ".join(cells) + " |")
     return lines
@@ -99,10 +127,28 @@ def main() -> None:
     parser.add_argument("--n_sim", type=int, default=4)
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cost",
+        choices=("rollouts", "tokens"),
+        default="rollouts",
+        help="tokens: a rollout after prefix t weighs T + 1 - t",
+    )
+    parser.add_argument(
+        "--explore_top_up", action="store_true", help="count the adapter's top-up of the pre-gap prefix to n_sim"
+    )
+    parser.add_argument("--columns", nargs="*", default=None, help="strategies to show (default: all)")
     args = parser.parse_args()
+    columns = {**SWITCHES, **APPROXIMATE}
+    if args.columns:
+        unknown = sorted(set(args.columns) - set(columns))
+        if unknown:
+            parser.error(f"unknown columns {unknown}; choose from {sorted(columns)}")
+        columns = {name: columns[name] for name in args.columns}
     print(f"n_sim={args.n_sim}, gap rule drop with margin 0.5, {args.trials} outcome grids per profile\n")
-    print("\n".join(profile_table(args.n_sim, args.trials, args.seed)))
-    print("\ncells: rollouts drawn / full grid's rollouts (approximate strategies: share of grids whose gap agrees)")
+    print("\n".join(profile_table(args.n_sim, args.trials, args.seed, columns, args.cost, args.explore_top_up)))
+    what = "rollouts" if args.cost == "rollouts" else "token-weighted rollouts (T + 1 - t each)"
+    top_up = ", with the pre-gap top-up" if args.explore_top_up else ""
+    print(f"\ncells: {what} drawn{top_up} / full grid's (approximate strategies: share of grids whose gap agrees)")
 
 
 if __name__ == "__main__":

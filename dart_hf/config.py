@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 GAP_RULES = ("drop", "threshold")
 #: `gap_search` strategies (dart_hf/gap_search.py); None selects one from `early_stop` / `adaptive_sampling`
-GAP_SEARCHES = ("grid", "certified", "sequential", "bisect")
+GAP_SEARCHES = ("grid", "certified", "sequential", "bisect", "scan")
 SELECTIONS = ("logprob", "shortest", "random")
 FALLBACKS = ("expert", "drop", "backoff")
 
@@ -41,15 +41,16 @@ class DartConfig:
         default=None,
         metadata={
             "help": "'grid' (every prefix, n_sim rollouts each), 'certified' (the grid's gap from fewer rollouts: "
-            "early stop + adaptive sampling), or the approximate 'sequential' / 'bisect' (see dart_hf.gap_search). "
-            "None: 'certified' if early_stop or adaptive_sampling is set (with only that saving), else 'grid'."
+            "early stop + adaptive sampling), or the approximate 'sequential' / 'bisect' / 'scan' (see "
+            "dart_hf.gap_search). None: 'certified' if early_stop or adaptive_sampling is set (with only that "
+            "saving), else 'grid'."
         },
     )
     gap_search_probe: int = field(
         default=1,
         metadata={
-            "help": "'sequential' / 'bisect': rollouts per prefix drawn before deciding whether to look closer "
-            "(1..n_sim; n_sim makes 'sequential' exact)."
+            "help": "'sequential' / 'bisect' / 'scan': rollouts per prefix drawn before deciding whether to look "
+            "closer (1..n_sim; n_sim makes 'sequential' and 'scan' exact)."
         },
     )
     # The older switches of the certified search (aliases: gap_search=None selects it with only these savings)
@@ -189,7 +190,7 @@ class DartConfig:
                 f"DartConfig.early_stop / adaptive_sampling select gap_search='certified'; they cannot be combined "
                 f"with gap_search={self.gap_search!r}"
             )
-        if self.gap_search in ("sequential", "bisect") and not isinstance(self.gap_rule, str):
+        if self.gap_search in ("sequential", "bisect", "scan") and not isinstance(self.gap_rule, str):
             raise ValueError(
                 f"DartConfig.gap_search={self.gap_search!r} needs a named gap_rule ('drop' or 'threshold'): a "
                 "callable rule cannot be settled from partial counts"

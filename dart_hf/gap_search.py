@@ -16,13 +16,19 @@ decides how much of the `(T + 1) x n_sim` grid to draw before it answers. `DartC
   (a split probe is drawn to `n_sim` and decided by majority). The candidate pair is then confirmed
   with the grid's counts; a failed confirmation falls back to `"certified"`. About
   k log2(T) + 2 (k + 1) rollouts and the confirmation, instead of (T + 1) n_sim.
+- `"scan"`: `"sequential"`'s decisions from fewer rollouts. Prefixes 1..T in order, `gap_search_probe`
+  rollouts each; a prefix whose probe succeeded every time passes its pair, as in `"sequential"`, and
+  the prefix before is not drawn for it (prefix 0, the longest continuations, only when step 1 is a
+  candidate). A failed probe makes (t-1, t) a candidate, confirmed exactly with one rollout per round,
+  at t-1 until it has `n_sim` (exploration tops the pre-gap prefix up to `n_sim` anyway when the gap
+  holds), then at t.
 
 Every strategy draws the first samples of the grid's own seeded streams (sample j after prefix t is
 the grid's sample j there), so its decisions compare with the grid's row by row. Both approximate
 strategies report a gap only after certifying it from the grid's samples at its two prefixes: a gap
 they report is a pair the full grid also calls a gap. They can only *miss* the grid's first gap:
-`sequential` when the first `gap_search_probe` samples after the gap prefix all succeeded (at most
-[`miss_bound`][dart_hf.gap_search.miss_bound] of the grid's gaps on exchangeable outcomes), `bisect`
+`sequential` and `scan` when the first `gap_search_probe` samples after the gap prefix all succeeded (at
+most [`miss_bound`][dart_hf.gap_search.miss_bound] of the grid's gaps on exchangeable outcomes), `bisect`
 also when f is not high-then-low.
 """
 
@@ -43,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["GAP_SEARCHES", "APPROXIMATE_SEARCHES", "gap_search_name", "miss_bound", "search_gap"]
 
 #: Strategies whose gap may differ from the full grid's.
-APPROXIMATE_SEARCHES = ("sequential", "bisect")
+APPROXIMATE_SEARCHES = ("sequential", "bisect", "scan")
 
 Draws = dict[int, list[Rollout]]
 SimulationPlan = Generator[list[SampleJob], list[list[Rollout]], tuple[Draws, Optional[int]]]
@@ -76,16 +82,18 @@ def search_gap(n_steps: int, config: DartConfig) -> SimulationPlan:
         gap = yield from _sequential(sim, config)
     elif name == "bisect":
         gap = yield from _bisect(sim, config)
+    elif name == "scan":
+        gap = yield from _scan(sim, config)
     else:  # pragma: no cover - DartConfig refuses other names
         raise ValueError(f"unknown gap search {name!r}")
     return sim, gap
 
 
 def miss_bound(config: DartConfig) -> float:
-    """Most of the grid's gaps `sequential` can miss, when each prefix's outcomes are exchangeable.
+    """Most of the grid's gaps `sequential` or `scan` can miss, when each prefix's outcomes are exchangeable.
 
     A grid gap at t needs at least `d` failures among the `n` samples at t (d = 2 for `drop` with
-    margin 0.5 and n = 4); `sequential` passes the pair only when the first `k` of them all succeeded,
+    margin 0.5 and n = 4); both pass the pair only when the first `k` of them all succeeded,
     which for a random order happens with probability at most C(n - d, k) / C(n, k). It never reports a
     gap the grid does not have, so this bounds the share of rows with a grid gap where they disagree.
     """
@@ -151,7 +159,32 @@ def _bisect(sim: Draws, config: DartConfig) -> Generator[list[SampleJob], list[l
     return (yield from _certified(sim, config, first_only=True, adaptive=True))
 
 
+def _scan(sim: Draws, config: DartConfig) -> Generator[list[SampleJob], list[list[Rollout]], Optional[int]]:
+    k = _probe(config)
+    for t in range(1, len(sim)):
+        yield from _top_up(sim, {t: k})
+        if all(r.correct for r in sim[t][:k]):
+            continue  # passed, as `sequential` does; prefix t - 1 is not drawn for it
+        if (yield from _confirm(sim, t, config)):
+            return t
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- helpers
+def _confirm(sim: Draws, t: int, config: DartConfig) -> Generator[list[SampleJob], list[list[Rollout]], bool]:
+    """Is pair (t-1, t) a gap? Exactly the grid's answer, from one rollout per round: at t-1 until it has
+    `n_sim` (the exploration after a gap draws them anyway), then at t (later prefixes, shorter continuations)."""
+    n = config.n_sim
+    while True:
+        decided, gap, _ = certify_gap(
+            [_count(sim[t - 1]), _count(sim[t])], n, config.gap_rule, config.gap_margin, config.gap_threshold
+        )
+        if decided:
+            return gap is not None
+        p = t - 1 if len(sim[t - 1]) < n else t
+        yield from _top_up(sim, {p: len(sim[p]) + 1})
+
+
 def _settle(
     sim: Draws, t: int, config: DartConfig, approximate: bool
 ) -> Generator[list[SampleJob], list[list[Rollout]], bool]:
