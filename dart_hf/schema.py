@@ -167,7 +167,7 @@ COLUMN_DESCRIPTIONS: dict[str, str] = {
     ),
     "dart_step_samples": (
         "rollouts drawn after each prefix: n_sim everywhere with `gap_search='grid'`, fewer with the other "
-        "strategies (`certified` still gives the grid's gap, `sequential` / `bisect` approximate it), 0 where "
+        "strategies (`certified` still gives the grid's gap, `sequential` / `scan` / `bisect` approximate it), 0 where "
         "a prefix was not simulated"
     ),
     "dart_gap_step": "1-based index of the imitation gap (the first step the student cannot follow); -1 = none",

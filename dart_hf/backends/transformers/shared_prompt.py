@@ -140,6 +140,16 @@ class SharedKV:
         self.plen = _grow(self.plen, (groups,), mask.new_zeros((), dtype=torch.long))
         self.plen[index] = mask.sum(-1).to(torch.long)
 
+    def move_group(self, source: int, target: int) -> None:
+        """Copy group slot `source`'s prompt into slot `target`."""
+        assert self.pmask is not None and self.plen is not None
+        width = int(self.pmask[source].nonzero().max()) + 1
+        for li in range(self.n_layers):
+            self.pk[li][target, :, :width] = self.pk[li][source, :, :width]  # type: ignore[index]
+            self.pv[li][target, :, :width] = self.pv[li][source, :, :width]  # type: ignore[index]
+        self.pmask[target] = self.pmask[source]
+        self.plen[target] = self.plen[source]
+
     def reserve_rows(self, rows: int, tokens: int) -> None:
         """Room for `rows` row slots of `tokens` generated tokens each (after the first prompts are written)."""
         for li in range(self.n_layers):
@@ -320,6 +330,21 @@ class SharedPromptBatch(DecodeBatch):
             self._group_prompt[slot] = prompt
             self._group_by_prompt[prompt] = slot
 
+    def _drop_group(self, group: int) -> None:
+        """Free a group slot; the highest live group moves into it, so the prompt part never reads holes."""
+        del self._group_rows[group]
+        del self._group_by_prompt[self._group_prompt.pop(group)]
+        last = max(self._group_rows, default=-1)
+        if last < group:
+            return
+        self._kv.move_group(last, group)
+        assert self._group_logits is not None
+        self._group_logits[group] = self._group_logits[last]
+        self._group_rows[group] = self._group_rows.pop(last)
+        prompt = self._group_prompt.pop(last)
+        self._group_prompt[group], self._group_by_prompt[prompt] = prompt, group
+        self._group_of = [group if g == last else g for g in self._group_of]
+
     def _free_slots(self, n: int) -> list[int]:
         free = [r for r, sample in enumerate(self._rows) if sample is None]
         free += list(range(len(self._rows), len(self._rows) + max(0, n - len(free))))
@@ -356,8 +381,7 @@ class SharedPromptBatch(DecodeBatch):
                 self._kv.slen[r] = 0  # type: ignore[index]
                 self._group_rows[group] -= 1
                 if not self._group_rows[group]:
-                    del self._group_rows[group]
-                    del self._group_by_prompt[self._group_prompt.pop(group)]
+                    self._drop_group(group)
         self.live = [s for s in self._rows if s is not None]
         end = max((r + 1 for r, s in enumerate(self._rows) if s is not None), default=0)
         if end < len(self._rows):
