@@ -584,3 +584,29 @@ def test_gguf_to_checkpoint_round_trip(smollm2, smollm2_checkpoint):
     (a,), (b,) = smollm2.generate(req)[0], ckpt.generate(req)[0]
     assert (a.text, a.num_tokens) == (b.text, b.num_tokens)
     assert a.logprob == pytest.approx(b.logprob, abs=1e-3)
+
+
+def test_the_blocked_lm_head_gives_the_heads_logits_and_is_removed_after(tiny_student):
+    from dart_hf.backends.transformers.decode import HEAD_BLOCK, blocked_head
+
+    class Model(torch.nn.Module):
+        def __init__(self, bias: bool):
+            super().__init__()
+            self.head = torch.nn.Linear(16, 2 * HEAD_BLOCK + 77, bias=bias)
+
+        def get_output_embeddings(self):
+            return self.head
+
+    x = torch.randn(5, 1, 16)
+    for bias in (False, True):
+        model = Model(bias)
+        whole = model.head(x)
+        with blocked_head(model):
+            assert "forward" in vars(model.head)
+            blocked = model.head(x)
+        assert "forward" not in vars(model.head)
+        assert blocked.shape == whole.shape and torch.allclose(blocked, whole, atol=1e-6)
+    # a small vocabulary (the tiny student's 400) is left alone
+    small = TransformersBackend(tiny_student, device="cpu").model
+    with blocked_head(small):
+        assert "forward" not in vars(small.get_output_embeddings())

@@ -27,7 +27,7 @@ from typing import Any, Optional
 import torch
 
 from .cache import GrowableLayer
-from .decode import Completion, DecodeBatch, Sample
+from .decode import Completion, DecodeBatch, Sample, blocked_head
 
 ATTENTION = "dart_shared_prompt"
 _NO_SCORE = -1e30  # "no prompt" for a free row: exp() of it against any real score is 0, without NaNs
@@ -360,7 +360,7 @@ class SharedPromptBatch(DecodeBatch):
             self._row_tokens = max(need, min(budget, self._row_tokens * 3 // 2 + 64))
             kv.reserve_rows(len(self._rows), self._row_tokens)
         position_ids = kv.arrange(self._group_of)
-        with attention_of(self.model):
+        with attention_of(self.model), blocked_head(self.model):
             out = self.model(
                 input_ids=self._tokens.unsqueeze(-1),
                 position_ids=position_ids,
