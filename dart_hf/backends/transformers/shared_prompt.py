@@ -20,6 +20,7 @@ interface and every layer attends to the whole context (no sliding windows, soft
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Optional
@@ -32,6 +33,7 @@ from .decode import Completion, DecodeBatch, Sample, blocked_head
 ATTENTION = "dart_shared_prompt"
 _NO_SCORE = -1e30  # "no prompt" for a free row: exp() of it against any real score is 0, without NaNs
 _registered = False
+_swap_lock = threading.Lock()
 
 
 def _attention(
@@ -77,15 +79,20 @@ def supports(model: Any) -> bool:
 
 @contextmanager
 def attention_of(model: Any) -> Iterator[None]:
-    """Run `model` with the shared-prompt attention function for the duration of one forward."""
+    """Run `model` with the shared-prompt attention function for the duration of one forward.
+
+    Other forwards of the model meanwhile (another thread) get SDPA from the same function; two
+    shared-prompt forwards take turns, so neither sees the other restore the setting.
+    """
     register()
     config = model.config
-    before = config._attn_implementation_internal
-    config._attn_implementation_internal = ATTENTION
-    try:
-        yield
-    finally:
-        config._attn_implementation_internal = before
+    with _swap_lock:
+        before = config._attn_implementation_internal
+        config._attn_implementation_internal = ATTENTION
+        try:
+            yield
+        finally:
+            config._attn_implementation_internal = before
 
 
 def _grow(t: Optional[torch.Tensor], shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
