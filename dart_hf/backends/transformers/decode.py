@@ -195,16 +195,20 @@ class DecodeBatch:
         """Whether new samples can join now (always, unless the running cache cannot be merged)."""
         return not self.live or all(isinstance(layer, GrowableLayer) for layer in self._cache.layers)
 
-    def admit(self, samples: list[Sample]) -> list[tuple[Sample, Completion]]:
-        """Prefill `samples` into the batch; those with no token budget finish at once and are returned."""
-        finished = []
-        joining = []
+    def _begin(self, samples: list[Sample]) -> tuple[list[tuple[Sample, Completion]], list[Sample]]:
+        """Start `samples`: `(those with no token budget, finished at once; those that join)`."""
+        finished, joining = [], []
         for sample in samples:
             sample.begin(self.stop_at_answer)
             if sample.budget <= 0:
                 finished.append((sample, Completion(text="", num_tokens=0, logprob=None, finish_reason="length")))
             else:
                 joining.append(sample)
+        return finished, joining
+
+    def admit(self, samples: list[Sample]) -> list[tuple[Sample, Completion]]:
+        """Prefill `samples` into the batch; those with no token budget finish at once and are returned."""
+        finished, joining = self._begin(samples)
         if not joining:
             return finished
         if not self.can_admit:

@@ -275,13 +275,7 @@ class SharedPromptBatch(DecodeBatch):
         return True
 
     def admit(self, samples: list[Sample]) -> list[tuple[Sample, Completion]]:
-        finished, joining = [], []
-        for sample in samples:
-            sample.begin(self.stop_at_answer)
-            if sample.budget <= 0:
-                finished.append((sample, Completion(text="", num_tokens=0, logprob=None, finish_reason="length")))
-            else:
-                joining.append(sample)
+        finished, joining = self._begin(samples)
         if not joining:
             return finished
         if self.live and self._tokens is not None:  # every live row gets its next logits first
