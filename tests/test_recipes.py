@@ -135,7 +135,9 @@ def test_every_shipped_config_parses_with_its_recipe():
             ["--config", os.path.join(ROOT, "recipes", "qwen2.5-math-1.5b", "dart", "config_adapt_limo.yaml")]
         )
     )
-    assert dart.early_stop and dart.adaptive_sampling and script.share_prefix and dart.max_steps == 24
+    assert (
+        dart.early_stop and dart.adaptive_sampling and script.share_prefix and script.shared_kv and dart.max_steps == 24
+    )
 
 
 def test_recipes_only_call_the_package():

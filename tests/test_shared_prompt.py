@@ -127,3 +127,13 @@ def test_the_attention_function_is_sdpa_outside_a_shared_decode(student):
     assert model.config._attn_implementation == "sdpa"
     backend.generate([GenerationRequest(chat(backend.tokenizer, "2 + 3?"), n=2, seed=0, max_new_tokens=4)])
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_dart_hf_adapt_passes_shared_kv_to_its_student(student):
+    from dart_hf import DartConfig
+    from dart_hf.scripts.adapt import AdaptScriptArguments, build_adapter
+
+    args = AdaptScriptArguments(dataset_name="demo", student=student)
+    assert build_adapter(args, DartConfig()).backend.shared_kv is True
+    args.shared_kv = False
+    assert build_adapter(args, DartConfig()).backend.fingerprint.endswith("shared_kv=False")

@@ -104,6 +104,13 @@ class AdaptScriptArguments:
     share_prefix: bool = field(
         default=True, metadata={"help": "Prefill a prompt prefix shared by several prompts once (KV cache reuse)."}
     )
+    shared_kv: bool = field(
+        default=True,
+        metadata={
+            "help": "While decoding, the samples of one prompt read its KV from one copy (same completions; "
+            "faster with long prompts and several samples each). Off: one KV row per sample."
+        },
+    )
     chunk_size: int = field(
         default=64, metadata={"help": "Rows per saved chunk: rerunning after a crash resumes from the last chunk."}
     )
@@ -210,6 +217,7 @@ def build_adapter(script_args: AdaptScriptArguments, dart_config: DartConfig, ve
         batch_size=script_args.generation_batch_size,
         stop_at_answer=stop_at_answer,
         share_prefix=script_args.share_prefix,
+        shared_kv=script_args.shared_kv,
     )
     student.check_loadable()
     return DartAdapter(student, dart_config, verifier=verifier)
