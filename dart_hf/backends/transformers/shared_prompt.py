@@ -239,18 +239,22 @@ class SharedKV:
         o2, m2, l2 = _partial(q, sk[:rows, :, : self._swidth], sv[:rows, :, : self._swidth], scale, self._sbias)
         m = torch.maximum(m1, m2)
         a1, a2 = (m1 - m).exp_(), (m2 - m).exp_()
-        out = (o1 * a1 + o2 * a2) / (l1 * a1 + l2 * a2)
+        out = ((o1 * a1 + o2 * a2) / (l1 * a1 + l2 * a2)).to(query.dtype)
         return out.reshape(rows, kv_heads * rep, 1, dim).transpose(1, 2)
 
 
 def _partial(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, bias: Any
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Unnormalised attention output, row max and row sum of exp (to be joined with another part)."""
-    scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(bias)
+    """Unnormalised attention output, row max and row sum of exp (to be joined with another part).
+
+    Scores, weights and sums are float32 whatever the model's dtype (as SDPA accumulates); the
+    products run in the cache's dtype.
+    """
+    scores = torch.matmul(q, k.transpose(-1, -2)).float().mul_(scale).add_(bias)
     top = scores.amax(-1, keepdim=True).clamp_(min=_NO_SCORE)
     weights = (scores - top).exp_()
-    return torch.matmul(weights, v), top, weights.sum(-1, keepdim=True)
+    return torch.matmul(weights.to(v.dtype), v).float(), top, weights.sum(-1, keepdim=True)
 
 
 class SharedPromptBatch(DecodeBatch):
