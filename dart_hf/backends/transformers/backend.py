@@ -66,7 +66,7 @@ class TransformersBackend:
             cache is not made of plain `DynamicLayer`s ignore it.
         shared_kv: while decoding, the samples of one prompt read its KV from one copy, and new
             samples join without copying the running cache
-            ([`SharedPromptBatch`][dart_hf.backends.transformers.shared_prompt.SharedPromptBatch]:
+            (`SharedPromptBatch` in `backends/transformers/shared_prompt.py`:
             attention over the prompt once per group, then over each sample's own tokens). Results
             are the same up to float rounding, hence in the fingerprint when off. Models that do not
             qualify (sliding windows, soft-capping, attention not through transformers' SDPA
@@ -298,7 +298,7 @@ class TransformersBackend:
     _select = staticmethod(select_tokens)
 
     def _shares_kv(self) -> bool:
-        """Decode with one KV copy per prompt ([`SharedPromptBatch`][dart_hf.backends.transformers.shared_prompt.SharedPromptBatch])?"""
+        """Decode with one KV copy per prompt (`SharedPromptBatch` in `backends/transformers/shared_prompt.py`)?"""
         return self.shared_kv and self._plain_cache is not False and supports(self.model)
 
     def _prefill(
