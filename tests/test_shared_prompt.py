@@ -101,6 +101,7 @@ def test_models_that_do_not_qualify_decode_one_row_per_sample(student):
 
     eager = AutoModelForCausalLM.from_pretrained(student, attn_implementation="eager")
     assert not supports(eager)
+    assert not supports(AutoModelForCausalLM.from_pretrained(student, dtype=torch.bfloat16))
     config = AutoConfig.from_pretrained(student, sliding_window=8, layer_types=["full_attention", "sliding_attention"])
     sliding = AutoModelForCausalLM.from_pretrained(student, config=config)
     if "sliding_attention" in (getattr(sliding.config, "layer_types", None) or []):  # Qwen2 has them, Llama does not

@@ -69,8 +69,8 @@ class TransformersBackend:
             (`SharedPromptBatch` in `backends/transformers/shared_prompt.py`:
             attention over the prompt once per group, then over each sample's own tokens). Results
             are the same up to float rounding, hence in the fingerprint when off. Models that do not
-            qualify (sliding windows, soft-capping, attention not through transformers' SDPA
-            interface) decode one KV row per sample.
+            qualify (half precision, sliding windows, soft-capping, attention not through
+            transformers' SDPA interface) decode one KV row per sample.
 
     Attributes:
         fingerprint: cheap, stable identity (see `GenerationBackend`), computed without loading.

@@ -13,8 +13,8 @@ adaptive search) joins it without a prefill.
 
 The model runs its own layers; only the attention function differs. It is registered with
 transformers' `AttentionInterface` as `"dart_shared_prompt"` and is transformers' SDPA whenever the
-call does not carry this batch's `shared_prompt`. Models qualify when they use SDPA through that
-interface and every layer attends to the whole context (no sliding windows, soft-capping or sinks):
+call does not carry this batch's `shared_prompt`. Models qualify when they run in float32, use SDPA through
+that interface and every layer attends to the whole context (no sliding windows, soft-capping or sinks):
 [`supports`][dart_hf.backends.transformers.shared_prompt.supports].
 """
 
@@ -60,9 +60,16 @@ def register() -> None:
 
 
 def supports(model: Any) -> bool:
-    """Can `model` decode with shared prompt KV (plain SDPA through transformers' attention interface, full attention only)?"""
+    """Can `model` decode with shared prompt KV (float32, plain SDPA through transformers' attention interface, full attention only)?
+
+    Half precision is left to SDPA: there the two-part attention rounds differently from SDPA's
+    kernels, and greedy continuations drifted from `model.generate`'s (`benchmarks/gpu.py`'s
+    bfloat16 check); it is also unmeasured on a GPU.
+    """
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    if getattr(model, "dtype", None) != torch.float32:
         return False
     can_set = getattr(model, "_can_set_attn_implementation", None)
     if can_set is None or not can_set():
