@@ -238,26 +238,28 @@ def _variant(search):
     return plan
 
 
-def _pair(sim, t, config, order):
-    """Exact decision of pair (t-1, t), one rollout per round: `alternate` (both prefixes, as `sequential`
+def _next_draw(order):
+    """What `gap_search._confirm` draws next for pair (t-1, t): `alternate` (both prefixes, as `sequential`
     confirms), `after` (t until full, then t-1) or `before` (t-1 until full, then t: what `scan` does)."""
-    from dart_hf.gap import certify_gap
-    from dart_hf.gap_search import _count, _top_up
+    from dart_hf.gap_search import _before_first
 
-    n = config.n_sim
-    while True:
-        decided, gap, _ = certify_gap(
-            [_count(sim[t - 1]), _count(sim[t])], n, config.gap_rule, config.gap_margin, config.gap_threshold
-        )
-        if decided:
-            return gap is not None
-        if order == "alternate":
-            wants = {p: min(len(sim[p]) + 1, n) for p in (t - 1, t)}
-        else:
-            first, second = (t, t - 1) if order == "after" else (t - 1, t)
-            p = first if len(sim[first]) < n else second
-            wants = {p: len(sim[p]) + 1}
-        yield from _top_up(sim, wants)
+    if order == "before":
+        return _before_first
+    if order == "alternate":
+        return lambda sim, t, n: {p: min(len(sim[p]) + 1, n) for p in (t - 1, t)}
+
+    def after(sim, t, n):
+        p = t if len(sim[t]) < n else t - 1
+        return {p: len(sim[p]) + 1}
+
+    return after
+
+
+def _pair(sim, t, config, order):
+    """Exact decision of pair (t-1, t), one rollout per round, in the given order."""
+    from dart_hf.gap_search import _confirm
+
+    return (yield from _confirm(sim, t, config, _next_draw(order)))
 
 
 def _scan_variant(order="before", second_chance=False):

@@ -34,7 +34,7 @@ also when f is not high-then-low.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from math import comb
 from typing import TYPE_CHECKING, Optional
 
@@ -171,9 +171,17 @@ def _scan(sim: Draws, config: DartConfig) -> Generator[list[SampleJob], list[lis
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _confirm(sim: Draws, t: int, config: DartConfig) -> Generator[list[SampleJob], list[list[Rollout]], bool]:
-    """Is pair (t-1, t) a gap? Exactly the grid's answer, from one rollout per round: at t-1 until it has
-    `n_sim` (the exploration after a gap draws them anyway), then at t (later prefixes, shorter continuations)."""
+def _before_first(sim: Draws, t: int, n: int) -> dict[int, int]:
+    """The next draw of `_confirm`: at t-1 until it has `n` (the exploration after a gap draws them
+    anyway), then at t (later prefixes, shorter continuations)."""
+    p = t - 1 if len(sim[t - 1]) < n else t
+    return {p: len(sim[p]) + 1}
+
+
+def _confirm(
+    sim: Draws, t: int, config: DartConfig, next_draw: Callable[[Draws, int, int], dict[int, int]] = _before_first
+) -> Generator[list[SampleJob], list[list[Rollout]], bool]:
+    """Is pair (t-1, t) a gap? Exactly the grid's answer, drawing what `next_draw` asks for until it is decided."""
     n = config.n_sim
     while True:
         decided, gap, _ = certify_gap(
@@ -181,8 +189,7 @@ def _confirm(sim: Draws, t: int, config: DartConfig) -> Generator[list[SampleJob
         )
         if decided:
             return gap is not None
-        p = t - 1 if len(sim[t - 1]) < n else t
-        yield from _top_up(sim, {p: len(sim[p]) + 1})
+        yield from _top_up(sim, next_draw(sim, t, n))
 
 
 def _settle(
