@@ -2,8 +2,8 @@
 
 A [`DecodeBatch`][dart_hf.backends.transformers.decode.DecodeBatch] (a
 [`SharedPromptBatch`][dart_hf.backends.transformers.shared_prompt.SharedPromptBatch] when the model
-qualifies and `shared_kv` is on) decodes up to `batch_size` samples; whenever enough of them have finished, samples still waiting are prefilled into the free
-rows between two steps. So a caller that submits a row's next requests as soon as its last ones come
+qualifies and `shared_kv` is on) decodes up to `batch_size` samples; whenever enough of them have
+finished, samples still waiting are prefilled into the free rows between two steps. So a caller that submits a row's next requests as soon as its last ones come
 back (the adapter does) keeps the batch full, instead of decoding ever smaller rounds. `collect`
 decodes until at least one request has all its samples and returns every request that is done.
 """
